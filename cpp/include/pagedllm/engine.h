@@ -1,0 +1,87 @@
+// Engine: the public embedding API. Add requests, call step() until none is unfinished.
+//
+//   auto engine = pagedllm::Engine::create(config);       // Result<std::unique_ptr<Engine>>
+//   engine.value()->add_request("r1", prompt_ids, params);
+//   while (engine.value()->has_unfinished_requests()) {
+//     auto outputs = engine.value()->step();              // Result<std::vector<RequestOutput>>
+//   }
+//
+// An Engine is not thread-safe: call it from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pagedllm/config.h"
+#include "pagedllm/request_output.h"
+#include "pagedllm/sampling_params.h"
+#include "pagedllm/status.h"
+
+namespace pagedllm {
+
+// Facts about the loaded model and the cache, fixed after create().
+struct ModelInfo {
+  std::string architecture;            // e.g. "LlamaForCausalLM"
+  std::string dtype;                   // "float32" or "bfloat16"
+  int64_t vocab_size = 0;
+  int64_t max_model_len = 0;           // tokens
+  std::vector<int32_t> eos_token_ids;  // from config.json and generation_config.json
+  int64_t block_size = 0;              // tokens per KV block
+  int64_t num_kv_blocks = 0;
+  int64_t kv_cache_bytes = 0;
+  int64_t max_num_batched_tokens = 0;
+  int64_t max_num_seqs = 0;
+};
+
+// Counters at the moment of the call.
+struct EngineStats {
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  int64_t num_kv_blocks_total = 0;
+  int64_t num_kv_blocks_used = 0;
+  int64_t num_kv_slots_used = 0;         // tokens whose KV is stored
+  int64_t num_preemptions = 0;           // since start
+  int64_t num_steps = 0;                 // since start
+  int64_t num_prompt_tokens_computed = 0;      // since start, including recomputation
+  int64_t num_generation_tokens = 0;           // since start
+  int64_t last_step_num_scheduled_tokens = 0;  // tokens computed by the latest step
+  int64_t last_step_num_scheduled_seqs = 0;    // requests in the latest step
+};
+
+class EngineImpl;
+
+class Engine {
+ public:
+  // Loads the model in config.model and sizes the KV cache. Fails with kNotFound,
+  // kUnsupported, kCorruptData, kInvalidArgument or kResourceExhausted.
+  static Result<std::unique_ptr<Engine>> create(const EngineConfig& config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Fails (and changes nothing) on a duplicate id, an empty prompt, a token id
+  // outside the vocabulary, a prompt + max_tokens that cannot fit max_model_len or the whole KV
+  // cache, or invalid params.
+  Status add_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
+                     const SamplingParams& params);
+
+  // Runs one iteration: schedule, forward, sample, update. Returns one output per request that
+  // produced tokens, prompt logprobs or finished in this step. Requests aborted since the last
+  // step are reported here with FinishReason::kAbort.
+  Result<std::vector<RequestOutput>> step();
+
+  // Aborts a waiting or running request and frees its KV blocks. False if the id is unknown.
+  bool abort_request(const std::string& request_id);
+
+  bool has_unfinished_requests() const;
+  EngineStats stats() const;
+  const ModelInfo& model_info() const;
+
+ private:
+  explicit Engine(std::unique_ptr<EngineImpl> impl);
+  std::unique_ptr<EngineImpl> impl_;
+};
+
+}  // namespace pagedllm

@@ -1,0 +1,9 @@
+// Umbrella header of the public C++ API.
+#pragma once
+
+#include "pagedllm/config.h"
+#include "pagedllm/engine.h"
+#include "pagedllm/request_output.h"
+#include "pagedllm/sampling_params.h"
+#include "pagedllm/status.h"
+#include "pagedllm/version.h"

@@ -1,0 +1,83 @@
+// Backend: the device a model runs on. The CPU backend is always built; CUDA and HIP backends
+// implement the same interface. The model, runner and engine talk to a device only through it.
+//
+// Contract: op calls are enqueued in order on the backend's stream and may run asynchronously;
+// copy_to_host and synchronize wait for them. Ops never allocate, synchronize or read host
+// state, so a GPU backend can capture a decode step in a graph. Preconditions on shapes and
+// dtypes are checked with PAGEDLLM_CHECK (they are bugs in the caller, not user errors).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/ops.h"
+#include "backend/tensor.h"
+
+namespace pagedllm {
+
+class Backend;
+
+// An owning device allocation; freed through the backend that made it.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* backend, void* data, size_t nbytes) : backend_(backend), data_(data), nbytes_(nbytes) {}
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Tensor as_tensor(DType dtype, std::initializer_list<int64_t> shape) const;
+
+ private:
+  Backend* backend_ = nullptr;
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // "cpu", "cuda:0", ...
+  // The activation dtype this backend computes in for a given weight dtype.
+  virtual DType activation_dtype(DType weight_dtype) const = 0;
+  // Bytes of device memory the KV cache may use by default (before any user setting).
+  virtual size_t default_kv_cache_bytes() const = 0;
+
+  // Memory. allocate returns 64-byte aligned, zero-filled memory; nullptr if out of memory.
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* data) = 0;
+  Buffer allocate_buffer(size_t nbytes);  // fails with a CHECK on out-of-memory
+  virtual void copy_to_device(void* dst, const void* src_host, size_t nbytes) = 0;
+  virtual void copy_to_host(void* dst_host, const void* src, size_t nbytes) = 0;
+  virtual void synchronize() = 0;
+
+  // Makes a weight usable by ops: src lives in host memory (often an mmapped file) with dtype
+  // src.dtype; the result has dtype `dtype`. A backend may return a view of src without a copy
+  // when no conversion or upload is needed (the CPU with matching dtype); then src must outlive
+  // the result. Conversions supported: float32/bfloat16/float16 -> float32 or bfloat16.
+  virtual Tensor upload_weight(const Tensor& src, DType dtype, Buffer* storage) = 0;
+
+  // Model ops (see ops.h for shapes and semantics).
+  virtual void embedding(const EmbeddingParams& p) = 0;
+  virtual void rms_norm(const RmsNormParams& p) = 0;
+  virtual void head_rms_norm(const HeadRmsNormParams& p) = 0;
+  virtual void linear(const LinearParams& p) = 0;
+  virtual void rotary_embedding(const RotaryParams& p) = 0;
+  virtual void silu_and_mul(const SiluAndMulParams& p) = 0;
+  virtual void write_kv_cache(const WriteKvCacheParams& p) = 0;
+  virtual void paged_attention(const PagedAttentionParams& p) = 0;
+  virtual void gather_rows(const GatherRowsParams& p) = 0;
+};
+
+// Creates the backend for a device string ("cpu"). Returns nullptr with *error set when the
+// device is unknown or unavailable.
+std::unique_ptr<Backend> create_backend(const std::string& device, int num_threads, std::string* error);
+
+}  // namespace pagedllm

@@ -1,0 +1,38 @@
+// Request: the scheduler's record of one request's tokens and progress.
+// Invariants: 0 <= num_computed_tokens <= num_tokens(); token_ids holds the prompt then the
+// outputs; a request in the running set owns KV blocks for at least num_computed_tokens tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pagedllm/request_output.h"
+#include "pagedllm/sampling_params.h"
+
+namespace pagedllm {
+
+enum class RequestStatus { kWaiting, kRunning, kFinished };
+
+struct Request {
+  std::string request_id;
+  uint64_t seq_id = 0;        // handle in KVCacheManager; unique per engine, never reused
+  int64_t arrival_idx = 0;    // order of add_request (FCFS)
+  std::vector<int32_t> token_ids;  // [num_prompt_tokens + num_output_tokens]
+  int64_t num_prompt_tokens = 0;
+  int64_t num_computed_tokens = 0;  // tokens whose KV is in the cache
+  SamplingParams params;
+  uint64_t seed = 0;          // params.seed, or derived from the engine seed and arrival_idx
+  RequestStatus status = RequestStatus::kWaiting;
+  FinishReason finish_reason = FinishReason::kNone;
+  int32_t stop_token_id = -1;
+  int64_t num_prompt_logprobs_done = 0;  // prompt positions whose logprobs were reported
+  int64_t num_preemptions = 0;
+
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+  int64_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }
+  const int32_t* output_token_ids() const { return token_ids.data() + num_prompt_tokens; }
+  bool is_finished() const { return status == RequestStatus::kFinished; }
+};
+
+}  // namespace pagedllm

@@ -1,0 +1,108 @@
+// Scheduler: iteration-level continuous batching under a token budget.
+//
+// The scheduling model. There are no prefill and decode phases. Every request has
+// num_computed_tokens <= num_tokens; each step the scheduler hands out a token budget
+// (max_num_batched_tokens tokens, max_num_seqs requests) so that computed catches up with total.
+// A decode (1 token), a chunk of a long prompt (chunked prefill), a prompt whose prefix is
+// already cached, and speculative tokens are the same code path: "schedule n tokens of request r".
+//
+// Order of one schedule():
+//  1. Running requests, oldest first, each get min(remaining, budget) tokens. When the KV pool
+//     cannot hold them, the newest running request is preempted (blocks freed,
+//     num_computed_tokens = 0, back to the front of the waiting queue) until it fits; if the
+//     request itself is the newest, it is preempted and the loop stops.
+//  2. Then, only if nothing was preempted in this step, waiting requests in FCFS order join
+//     while budget, max_num_seqs and free blocks allow. Without chunked prefill a prompt joins
+//     only when all its remaining tokens fit the budget; with it, the head of the queue may take
+//     a partial chunk. Admission is a dry run (can_allocate) before any state changes.
+// A preempted request recomputes its prompt and outputs later; since sampling depends only on
+// (seed, output index) and the logits, its output does not change.
+//
+// Invariants: budgets are never exceeded; a request is in exactly one of waiting, running or
+// finished; only running requests own KV blocks; all blocks are free when nothing is unfinished.
+// Pure host code: it never touches a device pointer.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kv/kv_cache_manager.h"
+#include "sched/request.h"
+
+namespace pagedllm {
+
+struct SchedulerConfig {
+  int64_t max_num_seqs = 256;
+  int64_t max_num_batched_tokens = 2048;
+  int64_t max_model_len = 2048;
+  bool enable_chunked_prefill = true;
+  std::vector<int32_t> eos_token_ids;
+};
+
+struct ScheduledRequest {
+  Request* request = nullptr;
+  int64_t num_computed_before = 0;  // request->num_computed_tokens when scheduled
+  int64_t num_tokens = 0;           // tokens computed for it in this step (>= 1)
+  // True when this step reaches the end of the request's known tokens, so its last logits row
+  // yields a new token.
+  bool samples = false;
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledRequest> scheduled;  // in running order
+  std::vector<std::string> preempted;       // request ids preempted in this step
+  int64_t num_scheduled_tokens = 0;         // sum of scheduled[i].num_tokens
+  bool empty() const { return scheduled.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, KVCacheManager* kv);
+
+  // Queues a validated request (status kWaiting). Precondition: its id is not in flight.
+  void add_request(std::unique_ptr<Request> request);
+  bool contains(const std::string& request_id) const;
+
+  // Chooses this step's work and allocates its KV slots (see the order above).
+  SchedulerOutput schedule();
+
+  // After the forward pass: advances num_computed_tokens of every scheduled request, appends
+  // sampled_token_ids[i] for each scheduled[i] with samples == true (entries for others are
+  // ignored), applies the stop checks (EOS unless ignore_eos, stop_token_ids, both only after
+  // min_tokens; max_tokens; max_model_len), and frees finished requests' blocks.
+  // Returns the requests that finished in this step; they stay valid until the next call to
+  // schedule() or update(), which deletes them.
+  std::vector<Request*> update(const SchedulerOutput& output, const std::vector<int32_t>& sampled_token_ids);
+
+  // Finishes a waiting or running request with kAbort and frees its blocks. The record stays
+  // valid until the next schedule() or update(). Returns nullptr for an unknown id.
+  Request* abort(const std::string& request_id);
+
+  bool has_unfinished_requests() const { return !waiting_.empty() || !running_.empty(); }
+  int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  int64_t num_preemptions() const { return num_preemptions_; }
+  const SchedulerConfig& config() const { return config_; }
+
+  // CHECK-fails on any broken invariant (also runs the KV manager's check).
+  void check_invariants() const;
+
+ private:
+  void preempt(Request* request);
+  void finish(Request* request, FinishReason reason);
+  void purge_finished();
+
+  SchedulerConfig config_;
+  KVCacheManager* kv_;
+  std::unordered_map<std::string, std::unique_ptr<Request>> requests_;  // all in flight
+  std::deque<Request*> waiting_;
+  std::vector<Request*> running_;  // oldest scheduled first
+  std::vector<std::string> finished_ids_;  // purged on the next schedule()/update()
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace pagedllm
