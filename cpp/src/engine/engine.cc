@@ -1,0 +1,388 @@
+// Engine: wires the parts together. step() = schedule -> execute -> sample -> update.
+// Invariant: every request added and not yet reported finished is in the scheduler; an abort
+// is reported by exactly one RequestOutput with FinishReason::kAbort.
+#include "pagedllm/engine.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <new>
+#include <unordered_set>
+
+#include "backend/backend.h"
+#include "kv/kv_cache_manager.h"
+#include "model/llama.h"
+#include "model/model_config.h"
+#include "runner/model_runner.h"
+#include "sample/sampler.h"
+#include "sched/scheduler.h"
+#include "weights/safetensors.h"
+
+namespace pagedllm {
+namespace {
+
+uint64_t mix_seed(uint64_t seed, uint64_t idx) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (idx + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+Result<DType> choose_dtype(const std::string& requested, const std::string& checkpoint) {
+  std::string name = requested == "auto" ? checkpoint : requested;
+  if (name == "float32" || name == "float") return DType::kFloat32;
+  if (name == "bfloat16") return DType::kBFloat16;
+  if (name == "float16" || name == "half") return DType::kBFloat16;  // no fp16 compute on CPU
+  return Status(StatusCode::kUnsupported,
+                "unsupported dtype '" + name + "' (supported: auto, float32, bfloat16, float16)");
+}
+
+}  // namespace
+
+class EngineImpl {
+ public:
+  Status init(const EngineConfig& config);
+  Status add_request(const std::string& id, std::vector<int32_t> prompt, const SamplingParams& params);
+  Result<std::vector<RequestOutput>> step();
+  bool abort_request(const std::string& id);
+
+  EngineConfig config_;
+  ModelInfo info_;
+  ModelConfig model_config_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<WeightSet> weights_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<KVCacheManager> kv_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<Sampler> sampler_;
+  std::vector<RequestOutput> pending_aborts_;
+  EngineStats counters_;
+  int64_t next_arrival_ = 0;
+  uint64_t next_seq_id_ = 1;
+
+ private:
+  std::vector<RequestOutput> run_step(const SchedulerOutput& out);
+};
+
+Status EngineImpl::init(const EngineConfig& config) {
+  config_ = config;
+  if (config.block_size <= 0 || config.block_size > 1024) {
+    return Status(StatusCode::kInvalidArgument, "block_size must be in [1, 1024], got " + std::to_string(config.block_size));
+  }
+  if (config.max_num_seqs <= 0) return Status(StatusCode::kInvalidArgument, "max_num_seqs must be positive");
+  if (config.num_kv_blocks < 0 || config.kv_cache_memory_bytes < 0 || config.max_model_len < 0 ||
+      config.max_num_batched_tokens < 0 || config.num_threads < 0) {
+    return Status(StatusCode::kInvalidArgument, "engine sizes must not be negative");
+  }
+  Result<ModelConfig> mc = load_model_config(config.model);
+  if (!mc.ok()) return mc.status();
+  model_config_ = mc.value();
+  Result<DType> dtype = choose_dtype(config.dtype, model_config_.torch_dtype);
+  if (!dtype.ok()) return dtype.status();
+
+  int64_t max_model_len = model_config_.max_position_embeddings;
+  if (model_config_.sliding_window > 0 && model_config_.sliding_window < max_model_len) {
+    max_model_len = model_config_.sliding_window;  // sliding-window attention is not implemented
+  }
+  if (config.max_model_len > 0) {
+    if (config.max_model_len > max_model_len) {
+      return Status(StatusCode::kInvalidArgument, "max_model_len " + std::to_string(config.max_model_len) +
+                                                      " exceeds the model's limit of " + std::to_string(max_model_len));
+    }
+    max_model_len = config.max_model_len;
+  }
+  int64_t max_tokens = config.max_num_batched_tokens;
+  if (max_tokens == 0) max_tokens = config.enable_chunked_prefill ? 2048 : std::max<int64_t>(max_model_len, 2048);
+  if (!config.enable_chunked_prefill && max_tokens < max_model_len) {
+    return Status(StatusCode::kInvalidArgument,
+                  "without chunked prefill max_num_batched_tokens (" + std::to_string(max_tokens) +
+                      ") must be at least max_model_len (" + std::to_string(max_model_len) + ")");
+  }
+  const int64_t max_seqs = std::min(config.max_num_seqs, max_tokens);
+
+  std::string error;
+  backend_ = create_backend(config.device, static_cast<int>(config.num_threads), &error);
+  if (!backend_) return Status(StatusCode::kUnsupported, error);
+  Result<std::unique_ptr<WeightSet>> weights = WeightSet::open_dir(config.model);
+  if (!weights.ok()) return weights.status();
+  weights_ = std::move(weights.value());
+  Result<std::unique_ptr<LlamaModel>> model =
+      LlamaModel::load(model_config_, *weights_, backend_.get(), dtype.value(), max_tokens, max_model_len);
+  if (!model.ok()) return model.status();
+  model_ = std::move(model.value());
+
+  const int64_t block_bytes = model_->kv_cache_bytes_per_block(config.block_size);
+  int64_t num_blocks = config.num_kv_blocks;
+  if (num_blocks == 0) {
+    int64_t budget = config.kv_cache_memory_bytes;
+    if (budget == 0) {
+      const int64_t cdiv_len = (max_model_len + config.block_size - 1) / config.block_size;
+      const int64_t useful = max_seqs * cdiv_len * block_bytes;  // more could never be used
+      budget = std::min<int64_t>(static_cast<int64_t>(backend_->default_kv_cache_bytes()), useful);
+    }
+    num_blocks = budget / block_bytes;
+  }
+  if (num_blocks < 1) {
+    return Status(StatusCode::kResourceExhausted, "the KV cache budget holds no block of " +
+                                                      std::to_string(block_bytes) + " bytes");
+  }
+  kv_ = std::make_unique<KVCacheManager>(num_blocks, config.block_size);
+
+  SchedulerConfig sc;
+  sc.max_num_seqs = max_seqs;
+  sc.max_num_batched_tokens = max_tokens;
+  sc.max_model_len = max_model_len;
+  sc.enable_chunked_prefill = config.enable_chunked_prefill;
+  sc.eos_token_ids = model_config_.eos_token_ids;
+  scheduler_ = std::make_unique<Scheduler>(sc, kv_.get());
+
+  RunnerConfig rc;
+  rc.num_kv_blocks = num_blocks;
+  rc.block_size = config.block_size;
+  rc.max_num_batched_tokens = max_tokens;
+  rc.max_num_seqs = max_seqs;
+  rc.max_model_len = max_model_len;
+  runner_ = std::make_unique<ModelRunner>(rc, backend_.get(), model_.get());
+  sampler_ = std::make_unique<Sampler>(model_config_.vocab_size);
+
+  info_.architecture = model_config_.architecture;
+  info_.dtype = dtype_name(model_->dtype());
+  info_.vocab_size = model_config_.vocab_size;
+  info_.max_model_len = max_model_len;
+  info_.eos_token_ids = model_config_.eos_token_ids;
+  info_.block_size = config.block_size;
+  info_.num_kv_blocks = num_blocks;
+  info_.kv_cache_bytes = runner_->kv_cache_bytes();
+  info_.max_num_batched_tokens = max_tokens;
+  info_.max_num_seqs = max_seqs;
+  counters_.num_kv_blocks_total = num_blocks;
+  if (config.log_stats) {
+    std::fprintf(stderr,
+                 "pagedllm: %s (%s) on %s: KV cache %lld blocks x %lld tokens (%.1f MiB), "
+                 "max concurrent tokens %lld, max_model_len %lld\n",
+                 info_.architecture.c_str(), info_.dtype.c_str(), backend_->name().c_str(),
+                 static_cast<long long>(num_blocks), static_cast<long long>(config.block_size),
+                 info_.kv_cache_bytes / (1024.0 * 1024.0), static_cast<long long>(num_blocks * config.block_size),
+                 static_cast<long long>(max_model_len));
+  }
+  return Status();
+}
+
+Status EngineImpl::add_request(const std::string& id, std::vector<int32_t> prompt, const SamplingParams& params) {
+  Status valid = params.validate();
+  if (!valid.ok()) return valid;
+  if (id.empty()) return Status(StatusCode::kInvalidArgument, "request_id must not be empty");
+  if (scheduler_->contains(id)) return Status(StatusCode::kAlreadyExists, "request_id '" + id + "' is already in flight");
+  if (prompt.empty()) return Status(StatusCode::kInvalidArgument, "the prompt must contain at least one token");
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  if (P > info_.max_model_len) {
+    return Status(StatusCode::kInvalidArgument, "the prompt of " + std::to_string(P) +
+                                                    " tokens is longer than max_model_len (" +
+                                                    std::to_string(info_.max_model_len) + " tokens)");
+  }
+  for (int32_t t : prompt) {
+    if (t < 0 || t >= info_.vocab_size) {
+      return Status(StatusCode::kInvalidArgument, "token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                                                      std::to_string(info_.vocab_size) + ")");
+    }
+  }
+  for (int32_t t : params.stop_token_ids) {
+    if (t >= info_.vocab_size) return Status(StatusCode::kInvalidArgument, "stop_token_ids: " + std::to_string(t) + " is outside the vocabulary");
+  }
+  const int64_t max_len = std::min(P + params.max_tokens, info_.max_model_len);
+  const int64_t blocks = (max_len + info_.block_size - 1) / info_.block_size;
+  if (blocks > info_.num_kv_blocks) {
+    return Status(StatusCode::kInvalidArgument,
+                  "a request of up to " + std::to_string(max_len) + " tokens needs " + std::to_string(blocks) +
+                      " KV blocks but the cache has " + std::to_string(info_.num_kv_blocks));
+  }
+  auto r = std::make_unique<Request>();
+  r->request_id = id;
+  r->seq_id = next_seq_id_++;
+  r->arrival_idx = next_arrival_++;
+  r->token_ids = std::move(prompt);
+  r->num_prompt_tokens = P;
+  r->params = params;
+  r->seed = params.seed ? *params.seed : mix_seed(config_.seed, static_cast<uint64_t>(r->arrival_idx));
+  scheduler_->add_request(std::move(r));
+  return Status();
+}
+
+bool EngineImpl::abort_request(const std::string& id) {
+  Request* r = scheduler_->abort(id);
+  if (r == nullptr) return false;
+  RequestOutput out;
+  out.request_id = r->request_id;
+  out.finished = true;
+  out.finish_reason = FinishReason::kAbort;
+  out.num_prompt_tokens = r->num_prompt_tokens;
+  out.num_output_tokens = r->num_output_tokens();
+  pending_aborts_.push_back(std::move(out));
+  return true;
+}
+
+Result<std::vector<RequestOutput>> EngineImpl::step() {
+  std::vector<RequestOutput> outputs = std::move(pending_aborts_);
+  pending_aborts_.clear();
+  if (!scheduler_->has_unfinished_requests()) return outputs;
+  SchedulerOutput out = scheduler_->schedule();
+  counters_.num_preemptions = scheduler_->num_preemptions();
+  if (out.empty()) return outputs;
+  std::vector<RequestOutput> produced = run_step(out);
+  for (RequestOutput& o : produced) outputs.push_back(std::move(o));
+  return outputs;
+}
+
+std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
+  // Logits rows: prompt-logprob rows (token q predicts prompt position q + 1), then the last row
+  // of every request that samples.
+  struct RowPlan {
+    int64_t first_prompt_row = 0;  // index into logits rows
+    int64_t prompt_pos_begin = 0;  // first prompt position whose logprob this step reports
+    int64_t num_prompt_rows = 0;
+    int64_t sample_row = -1;
+  };
+  std::vector<RowPlan> plans(out.scheduled.size());
+  std::vector<int32_t> rows;
+  int64_t flat = 0;
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledRequest& s = out.scheduled[i];
+    const Request& r = *s.request;
+    RowPlan& plan = plans[i];
+    if (r.params.prompt_logprobs >= 0) {
+      const int64_t q_begin = std::max(s.num_computed_before, r.num_prompt_logprobs_done);
+      const int64_t q_end = std::min(s.num_computed_before + s.num_tokens, r.num_prompt_tokens - 1);
+      plan.first_prompt_row = static_cast<int64_t>(rows.size());
+      plan.prompt_pos_begin = q_begin + 1;
+      for (int64_t q = q_begin; q < q_end; ++q) rows.push_back(static_cast<int32_t>(flat + q - s.num_computed_before));
+      plan.num_prompt_rows = std::max<int64_t>(0, q_end - q_begin);
+    }
+    if (s.samples) {
+      plan.sample_row = static_cast<int64_t>(rows.size());
+      rows.push_back(static_cast<int32_t>(flat + s.num_tokens - 1));
+    }
+    flat += s.num_tokens;
+  }
+
+  const float* logits = runner_->execute(out, *kv_, rows);
+  const int64_t V = info_.vocab_size;
+
+  std::vector<RequestOutput> outputs;
+  std::vector<int32_t> sampled(out.scheduled.size(), -1);
+  std::vector<TokenLogprobs> sampled_logprobs(out.scheduled.size());
+  std::vector<RequestOutput> partial(out.scheduled.size());
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledRequest& s = out.scheduled[i];
+    Request& r = *s.request;
+    const RowPlan& plan = plans[i];
+    RequestOutput& o = partial[i];
+    o.request_id = r.request_id;
+    o.num_prompt_tokens = r.num_prompt_tokens;
+    if (plan.num_prompt_rows > 0) {
+      o.prompt_logprobs_start = plan.prompt_pos_begin;
+      for (int64_t k = 0; k < plan.num_prompt_rows; ++k) {
+        const int32_t next = r.token_ids[plan.prompt_pos_begin + k];
+        o.prompt_logprobs.push_back(
+            sampler_->compute_logprobs(logits + (plan.first_prompt_row + k) * V, next, r.params.prompt_logprobs));
+      }
+      r.num_prompt_logprobs_done = plan.prompt_pos_begin + plan.num_prompt_rows;
+    }
+    if (plan.sample_row >= 0) {
+      SamplingContext ctx;
+      ctx.params = &r.params;
+      ctx.prompt_token_ids = r.token_ids.data();
+      ctx.num_prompt_tokens = r.num_prompt_tokens;
+      ctx.output_token_ids = r.output_token_ids();
+      ctx.num_output_tokens = r.num_output_tokens();
+      ctx.seed = r.seed;
+      ctx.eos_token_ids = &info_.eos_token_ids;
+      SampleResult result = sampler_->sample(logits + plan.sample_row * V, ctx);
+      sampled[i] = result.token_id;
+      if (r.params.logprobs >= 0) sampled_logprobs[i] = std::move(result.logprobs);
+    }
+  }
+
+  std::vector<Request*> finished = scheduler_->update(out, sampled);
+  std::unordered_set<const Request*> finished_set(finished.begin(), finished.end());
+  counters_.num_steps++;
+  counters_.last_step_num_scheduled_tokens = out.num_scheduled_tokens;
+  counters_.last_step_num_scheduled_seqs = static_cast<int64_t>(out.scheduled.size());
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledRequest& s = out.scheduled[i];
+    const Request& r = *s.request;
+    const int64_t prompt_part = std::max<int64_t>(
+        0, std::min(s.num_computed_before + s.num_tokens, r.num_prompt_tokens) - s.num_computed_before);
+    counters_.num_prompt_tokens_computed += prompt_part;
+    RequestOutput& o = partial[i];
+    if (sampled[i] >= 0) {
+      counters_.num_generation_tokens++;
+      o.new_token_ids.push_back(sampled[i]);
+      if (r.params.logprobs >= 0) o.new_logprobs.push_back(std::move(sampled_logprobs[i]));
+    }
+    o.num_output_tokens = r.num_output_tokens();
+    if (finished_set.count(&r)) {
+      o.finished = true;
+      o.finish_reason = r.finish_reason;
+      o.stop_token_id = r.stop_token_id;
+    }
+    if (!o.new_token_ids.empty() || !o.prompt_logprobs.empty() || o.finished) outputs.push_back(std::move(o));
+  }
+  return outputs;
+}
+
+// ---- public API: translate exceptions from broken invariants into Status values ----
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
+  auto impl = std::make_unique<EngineImpl>();
+  try {
+    Status status = impl->init(config);
+    if (!status.ok()) return status;
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while creating the engine");
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kInternal, e.what());
+  }
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Status Engine::add_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
+                           const SamplingParams& params) {
+  try {
+    return impl_->add_request(request_id, std::move(prompt_token_ids), params);
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kInternal, e.what());
+  }
+}
+
+Result<std::vector<RequestOutput>> Engine::step() {
+  try {
+    return impl_->step();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory during step()");
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kInternal, e.what());
+  }
+}
+
+bool Engine::abort_request(const std::string& request_id) { return impl_->abort_request(request_id); }
+
+bool Engine::has_unfinished_requests() const {
+  return impl_->scheduler_->has_unfinished_requests() || !impl_->pending_aborts_.empty();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s = impl_->counters_;
+  s.num_running = impl_->scheduler_->num_running();
+  s.num_waiting = impl_->scheduler_->num_waiting();
+  s.num_kv_blocks_used = impl_->kv_->num_used_blocks();
+  s.num_kv_slots_used = impl_->kv_->num_used_slots();
+  s.num_preemptions = impl_->scheduler_->num_preemptions();
+  return s;
+}
+
+const ModelInfo& Engine::model_info() const { return impl_->info_; }
+
+}  // namespace pagedllm

@@ -1,0 +1,314 @@
+// Sampler implementation.
+// Invariant: between calls counts_ is all zero and seen_ is all zero (each call resets exactly
+// the entries it touched), and every buffer keeps its [vocab_size] size, so a call allocates
+// nothing except the returned logprob list. The token drawn for a row depends only on the row's
+// logits, its SamplingContext and (seed, num_output_tokens).
+#include "sample/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "util/check.h"
+
+namespace pagedllm {
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kGreedyTemperature = 1e-5f;  // below this, temperature means greedy (as vLLM)
+constexpr int64_t kFirstSortChunk = 32;
+
+uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return x;
+}
+
+// NaN sorts below every number, so comparisons over raw logits are a strict weak order.
+float rank_key(float x) { return std::isnan(x) ? -kInf : x; }
+
+// Index of the largest non-NaN value (ties -> lowest index), or -1 when every value is NaN.
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) continue;
+    if (best < 0 || x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
+// Higher value first, then lower id: a total order over the (NaN-free) candidate values.
+struct Descending {
+  const float* value;
+  bool operator()(int32_t a, int32_t b) const {
+    return value[a] > value[b] || (value[a] == value[b] && a < b);
+  }
+};
+
+// ids[0, n) sorted descending on demand: a growing prefix is partially sorted, so walks that
+// stop early never pay for a full sort.
+struct LazySorted {
+  int32_t* ids;
+  int64_t n;
+  Descending cmp;
+  int64_t num_sorted = 0;
+
+  int32_t at(int64_t i) {
+    if (i >= num_sorted) {
+      int64_t upto = std::min(n, std::max(i + 1, std::max(kFirstSortChunk, 2 * num_sorted)));
+      std::partial_sort(ids + num_sorted, ids + upto, ids + n, cmp);
+      num_sorted = upto;
+    }
+    return ids[i];
+  }
+};
+
+void mask_stop_tokens(float* work, int64_t vocab_size, const SamplingContext& ctx) {
+  const SamplingParams& params = *ctx.params;
+  if (ctx.num_output_tokens >= params.min_tokens) return;
+  for (int32_t id : params.stop_token_ids) {
+    if (id >= 0 && id < vocab_size) work[id] = -kInf;
+  }
+  if (params.ignore_eos || ctx.eos_token_ids == nullptr) return;
+  for (int32_t id : *ctx.eos_token_ids) {
+    if (id >= 0 && id < vocab_size) work[id] = -kInf;
+  }
+}
+
+void check_token_ids(const int32_t* ids, int64_t num_ids, int64_t vocab_size, const char* what) {
+  PAGEDLLM_CHECK(num_ids == 0 || ids != nullptr, "missing " << what << " token ids");
+  for (int64_t i = 0; i < num_ids; ++i) {
+    PAGEDLLM_CHECK(ids[i] >= 0 && ids[i] < vocab_size,
+                   "" << what << " token id " << ids[i] << " outside vocab of " << vocab_size);
+  }
+}
+
+// Draws a token from processed logits work [vocab_size] after temperature, top-k, top-p and
+// min-p, using u in [0, 1). Returns -1 when no token has a positive probability. Overwrites
+// work (with probabilities) and ids [vocab_size] (scratch).
+int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
+             int64_t vocab_size) {
+
+  // Candidates: every token with a finite or +inf logit. [num_candidates] in ids.
+  int64_t num_candidates = 0;
+  float max_logit = -kInf;
+  for (int64_t id = 0; id < vocab_size; ++id) {
+    float x = work[id];
+    if (std::isnan(x) || x == -kInf) continue;
+    ids[num_candidates++] = static_cast<int32_t>(id);
+    max_logit = std::max(max_logit, x);
+  }
+  if (num_candidates == 0) return -1;
+
+  if (params.top_k > 0 && params.top_k < num_candidates) {
+    Descending cmp{work};
+    std::nth_element(ids, ids + params.top_k - 1, ids + num_candidates, cmp);
+    const float kth = work[ids[params.top_k - 1]];
+    int64_t num_kept = params.top_k;
+    for (int64_t i = num_kept; i < num_candidates; ++i) {
+      if (work[ids[i]] >= kth) std::swap(ids[num_kept++], ids[i]);
+    }
+    num_candidates = num_kept;
+  }
+
+  // Unnormalized probabilities exp((x - max) / T) in work_; the top token's is exactly 1.
+  const double inv_temperature = 1.0 / static_cast<double>(params.temperature);
+  int64_t num_positive = 0;
+  double total = 0.0;
+  for (int64_t i = 0; i < num_candidates; ++i) {
+    int32_t id = ids[i];
+    float p;
+    if (max_logit == kInf) {
+      p = work[id] == kInf ? 1.0f : 0.0f;
+    } else {
+      p = static_cast<float>(
+          std::exp((static_cast<double>(work[id]) - max_logit) * inv_temperature));
+    }
+    work[id] = p;
+    if (p > 0.0f) {
+      ids[num_positive++] = id;
+      total += p;
+    }
+  }
+  num_candidates = num_positive;
+  LazySorted sorted{ids, num_candidates, Descending{work}};
+
+  if (params.top_p < 1.0f) {
+    const double target = static_cast<double>(params.top_p) * total;
+    double cumulative = 0.0;
+    int64_t num_kept = 0;
+    while (num_kept < num_candidates && (num_kept == 0 || cumulative < target)) {
+      cumulative += work[sorted.at(num_kept)];
+      ++num_kept;
+    }
+    num_candidates = num_kept;
+    sorted.n = num_kept;
+    total = cumulative;
+  }
+
+  if (params.min_p > 0.0f) {
+    const float threshold = params.min_p;
+    int64_t num_kept = 0;
+    total = 0.0;
+    for (int64_t i = 0; i < num_candidates; ++i) {
+      if (work[ids[i]] >= threshold) {
+        total += work[ids[i]];
+        std::swap(ids[num_kept++], ids[i]);
+      }
+    }
+    num_candidates = num_kept;
+    sorted.n = num_kept;
+    sorted.num_sorted = 0;
+  }
+
+  const double target = u * total;
+  double cumulative = 0.0;
+  int32_t id = -1;
+  for (int64_t i = 0; i < num_candidates; ++i) {
+    id = sorted.at(i);
+    cumulative += work[id];
+    if (cumulative > target) break;
+  }
+  return id;
+}
+
+}  // namespace
+
+Sampler::Sampler(int64_t vocab_size)
+    : vocab_size_(vocab_size),
+      work_(vocab_size),
+      order_(vocab_size),
+      counts_(vocab_size, 0),
+      seen_(vocab_size, 0) {
+  PAGEDLLM_CHECK(vocab_size > 0 && vocab_size <= std::numeric_limits<int32_t>::max(),
+                 "vocab_size " << vocab_size);
+}
+
+double Sampler::uniform(uint64_t seed, uint64_t index) {
+  uint64_t x = mix64(seed + 0x9E3779B97F4A7C15ull);
+  x = mix64(x ^ (index * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull));
+  return static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+SampleResult Sampler::sample(const float* logits, const SamplingContext& ctx) {
+  PAGEDLLM_CHECK(ctx.params != nullptr, "SamplingContext without params");
+  PAGEDLLM_CHECK(logits != nullptr);
+  const SamplingParams& params = *ctx.params;
+  float* work = work_.data();
+  std::copy(logits, logits + vocab_size_, work);
+
+  mask_stop_tokens(work, vocab_size_, ctx);
+
+  if (params.repetition_penalty != 1.0f) {
+    check_token_ids(ctx.prompt_token_ids, ctx.num_prompt_tokens, vocab_size_, "prompt");
+    check_token_ids(ctx.output_token_ids, ctx.num_output_tokens, vocab_size_, "output");
+    const float penalty = params.repetition_penalty;
+    auto apply = [&](const int32_t* ids, int64_t num_ids) {
+      for (int64_t i = 0; i < num_ids; ++i) {
+        int32_t id = ids[i];
+        if (seen_[id]) continue;
+        seen_[id] = 1;
+        work[id] = work[id] > 0.0f ? work[id] / penalty : work[id] * penalty;
+      }
+    };
+    apply(ctx.prompt_token_ids, ctx.num_prompt_tokens);
+    apply(ctx.output_token_ids, ctx.num_output_tokens);
+    for (int64_t i = 0; i < ctx.num_prompt_tokens; ++i) seen_[ctx.prompt_token_ids[i]] = 0;
+    for (int64_t i = 0; i < ctx.num_output_tokens; ++i) seen_[ctx.output_token_ids[i]] = 0;
+  }
+
+  if (params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) {
+    check_token_ids(ctx.output_token_ids, ctx.num_output_tokens, vocab_size_, "output");
+    for (int64_t i = 0; i < ctx.num_output_tokens; ++i) ++counts_[ctx.output_token_ids[i]];
+    for (int64_t i = 0; i < ctx.num_output_tokens; ++i) {
+      int32_t id = ctx.output_token_ids[i];
+      if (counts_[id] == 0) continue;
+      work[id] -= params.frequency_penalty * static_cast<float>(counts_[id]);
+      work[id] -= params.presence_penalty;
+      counts_[id] = 0;
+    }
+  }
+
+  int64_t token = -1;
+  if (params.temperature < kGreedyTemperature) {
+    token = argmax(work, vocab_size_);
+    if (token >= 0 && work[token] == -kInf) token = -1;
+  } else {
+    const double u = uniform(ctx.seed, static_cast<uint64_t>(ctx.num_output_tokens));
+    token = draw(params, u, work, order_.data(), vocab_size_);
+  }
+  if (token < 0) token = std::max<int64_t>(argmax(logits, vocab_size_), 0);
+
+  SampleResult result;
+  result.token_id = static_cast<int32_t>(token);
+  if (params.logprobs >= 0) {
+    result.logprobs = compute_logprobs(logits, result.token_id, params.logprobs);
+  }
+  return result;
+}
+
+TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, int32_t top_n) {
+  PAGEDLLM_CHECK(logits != nullptr);
+  PAGEDLLM_CHECK(token_id >= 0 && token_id < vocab_size_,
+                 "token id " << token_id << " outside vocab of " << vocab_size_);
+  PAGEDLLM_CHECK(top_n >= 0, "top_n " << top_n);
+
+  float max_logit = -kInf;
+  int64_t num_max = 0;
+  for (int64_t i = 0; i < vocab_size_; ++i) {
+    if (logits[i] > max_logit) {
+      max_logit = logits[i];
+      num_max = 1;
+    } else if (logits[i] == max_logit) {
+      ++num_max;
+    }
+  }
+  // log Z of the softmax. A +inf logit takes all the mass (shared among the +inf ones); an
+  // all -inf or NaN row gives -inf everywhere.
+  double log_z;
+  if (max_logit == kInf) {
+    log_z = std::log(static_cast<double>(num_max));
+  } else if (max_logit == -kInf) {
+    log_z = kInf;
+  } else {
+    double sum = 0.0;
+    for (int64_t i = 0; i < vocab_size_; ++i) {
+      if (!std::isnan(logits[i])) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+    }
+    log_z = max_logit + std::log(sum);
+  }
+  auto logprob = [&](int64_t id) -> float {
+    float x = logits[id];
+    if (max_logit == kInf) return x == kInf ? static_cast<float>(-log_z) : -kInf;
+    if (max_logit == -kInf) return std::isnan(x) ? x : -kInf;
+    return static_cast<float>(static_cast<double>(x) - log_z);
+  };
+
+  TokenLogprobs out;
+  out.token_id = token_id;
+  out.logprob = logprob(token_id);
+  const float own = rank_key(logits[token_id]);
+  int64_t num_larger = 0;
+  for (int64_t i = 0; i < vocab_size_; ++i) num_larger += rank_key(logits[i]) > own;
+  out.rank = 1 + num_larger;
+
+  if (top_n > 0) {
+    const int64_t n = std::min<int64_t>(top_n, vocab_size_);
+    int32_t* ids = order_.data();
+    std::iota(ids, ids + vocab_size_, 0);
+    std::partial_sort(ids, ids + n, ids + vocab_size_, [logits](int32_t a, int32_t b) {
+      float ka = rank_key(logits[a]), kb = rank_key(logits[b]);
+      return ka > kb || (ka == kb && a < b);
+    });
+    out.top.reserve(n);
+    for (int64_t i = 0; i < n; ++i) out.top.emplace_back(ids[i], logprob(ids[i]));
+  }
+  return out;
+}
+
+}  // namespace pagedllm
