@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 #include "util/check.h"
 
@@ -18,7 +17,8 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kGreedyTemperature = 1e-5f;  // below this, temperature means greedy (as vLLM)
-constexpr int64_t kFirstSortChunk = 32;
+constexpr int64_t kSmallRange = 64;       // select_crossing sorts ranges this small
+constexpr int kMaxSelectRounds = 100;     // then sorts what is left: bounds the worst case
 
 uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
@@ -32,14 +32,38 @@ uint64_t mix64(uint64_t x) {
 // NaN sorts below every number, so comparisons over raw logits are a strict weak order.
 float rank_key(float x) { return std::isnan(x) ? -kInf : x; }
 
-// Index of the largest non-NaN value (ties -> lowest index), or -1 when every value is NaN.
+// Index of the largest value above -inf (NaN never wins; ties -> lowest index), or -1 when
+// there is none.
 int64_t argmax(const float* x, int64_t n) {
   int64_t best = -1;
+  float best_value = -kInf;
   for (int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) continue;
-    if (best < 0 || x[i] > x[best]) best = i;
+    if (x[i] > best_value) {
+      best_value = x[i];
+      best = i;
+    }
   }
   return best;
+}
+
+// The k-th largest of the values above -inf in work [vocab_size] (NaN ignored), or -inf when
+// fewer than k exist. heap: [k] scratch, a min-heap of the k largest seen so far.
+float kth_largest(const float* work, int64_t vocab_size, int64_t k, int32_t* heap) {
+  auto greater = [work](int32_t a, int32_t b) { return work[a] > work[b]; };
+  int64_t size = 0;
+  for (int64_t id = 0; id < vocab_size; ++id) {
+    const float x = work[id];
+    if (!(x > -kInf)) continue;
+    if (size < k) {
+      heap[size++] = static_cast<int32_t>(id);
+      std::push_heap(heap, heap + size, greater);
+    } else if (x > work[heap[0]]) {
+      std::pop_heap(heap, heap + k, greater);
+      heap[k - 1] = static_cast<int32_t>(id);
+      std::push_heap(heap, heap + k, greater);
+    }
+  }
+  return size < k ? -kInf : work[heap[0]];
 }
 
 // Higher value first, then lower id: a total order over the (NaN-free) candidate values.
@@ -50,23 +74,52 @@ struct Descending {
   }
 };
 
-// ids[0, n) sorted descending on demand: a growing prefix is partially sorted, so walks that
-// stop early never pay for a full sort.
-struct LazySorted {
-  int32_t* ids;
-  int64_t n;
-  Descending cmp;
-  int64_t num_sorted = 0;
-
-  int32_t at(int64_t i) {
-    if (i >= num_sorted) {
-      int64_t upto = std::min(n, std::max(i + 1, std::max(kFirstSortChunk, 2 * num_sorted)));
-      std::partial_sort(ids + num_sorted, ids + upto, ids + n, cmp);
-      num_sorted = upto;
+// Rearranges ids[0, n) (n >= 1, positive weights in value[]) and returns the position k of the
+// first token in Descending order whose cumulative weight passes target (> target, or >= target
+// when `inclusive`); on return ids[0, k) hold exactly the tokens ordered before it. This is the
+// answer of a walk over the fully sorted ids, found by weighted quickselect in expected O(n).
+// Returns the last token when rounding leaves the target unreached.
+int64_t select_crossing(int32_t* ids, int64_t n, const float* value, double target,
+                        bool inclusive) {
+  const Descending cmp{value};
+  auto passes = [&](double cumulative) {
+    return inclusive ? cumulative >= target : cumulative > target;
+  };
+  int64_t lo = 0;
+  int64_t hi = n;
+  for (int round = 0; hi - lo > kSmallRange && round < kMaxSelectRounds; ++round) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    const int32_t a = ids[lo], b = ids[mid], c = ids[hi - 1];
+    const int64_t pivot_pos = cmp(a, b) ? (cmp(b, c) ? mid : (cmp(a, c) ? hi - 1 : lo))
+                                        : (cmp(a, c) ? lo : (cmp(b, c) ? hi - 1 : mid));
+    std::swap(ids[pivot_pos], ids[hi - 1]);
+    const int32_t pivot = ids[hi - 1];
+    int64_t store = lo;
+    double mass = 0.0;
+    for (int64_t i = lo; i < hi - 1; ++i) {
+      if (cmp(ids[i], pivot)) {
+        mass += value[ids[i]];
+        std::swap(ids[store++], ids[i]);
+      }
     }
-    return ids[i];
+    std::swap(ids[store], ids[hi - 1]);
+    if (passes(mass)) {
+      hi = store;
+    } else if (passes(mass + value[pivot])) {
+      return store;
+    } else {
+      target -= mass + value[pivot];
+      lo = store + 1;
+    }
   }
-};
+  std::sort(ids + lo, ids + hi, cmp);
+  double cumulative = 0.0;
+  for (int64_t i = lo; i < hi; ++i) {
+    cumulative += value[ids[i]];
+    if (passes(cumulative)) return i;
+  }
+  return hi - 1;
+}
 
 void mask_stop_tokens(float* work, int64_t vocab_size, const SamplingContext& ctx) {
   const SamplingParams& params = *ctx.params;
@@ -94,30 +147,24 @@ void check_token_ids(const int32_t* ids, int64_t num_ids, int64_t vocab_size, co
 int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
              int64_t vocab_size) {
 
-  // Candidates: every token with a finite or +inf logit. [num_candidates] in ids.
+  float kth = -kInf;
+  if (params.top_k > 0 && params.top_k < vocab_size) {
+    kth = kth_largest(work, vocab_size, params.top_k, ids);
+  }
+  // Candidates [num_candidates] in ids: logits above -inf and at least the k-th largest.
   int64_t num_candidates = 0;
   float max_logit = -kInf;
   for (int64_t id = 0; id < vocab_size; ++id) {
-    float x = work[id];
-    if (std::isnan(x) || x == -kInf) continue;
-    ids[num_candidates++] = static_cast<int32_t>(id);
-    max_logit = std::max(max_logit, x);
+    const float x = work[id];
+    if (x > -kInf && x >= kth) {
+      ids[num_candidates++] = static_cast<int32_t>(id);
+      max_logit = std::max(max_logit, x);
+    }
   }
   if (num_candidates == 0) return -1;
 
-  if (params.top_k > 0 && params.top_k < num_candidates) {
-    Descending cmp{work};
-    std::nth_element(ids, ids + params.top_k - 1, ids + num_candidates, cmp);
-    const float kth = work[ids[params.top_k - 1]];
-    int64_t num_kept = params.top_k;
-    for (int64_t i = num_kept; i < num_candidates; ++i) {
-      if (work[ids[i]] >= kth) std::swap(ids[num_kept++], ids[i]);
-    }
-    num_candidates = num_kept;
-  }
-
   // Unnormalized probabilities exp((x - max) / T) in work_; the top token's is exactly 1.
-  const double inv_temperature = 1.0 / static_cast<double>(params.temperature);
+  const float inv_temperature = 1.0f / params.temperature;
   int64_t num_positive = 0;
   double total = 0.0;
   for (int64_t i = 0; i < num_candidates; ++i) {
@@ -126,8 +173,7 @@ int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
     if (max_logit == kInf) {
       p = work[id] == kInf ? 1.0f : 0.0f;
     } else {
-      p = static_cast<float>(
-          std::exp((static_cast<double>(work[id]) - max_logit) * inv_temperature));
+      p = std::exp((work[id] - max_logit) * inv_temperature);
     }
     work[id] = p;
     if (p > 0.0f) {
@@ -136,19 +182,12 @@ int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
     }
   }
   num_candidates = num_positive;
-  LazySorted sorted{ids, num_candidates, Descending{work}};
 
   if (params.top_p < 1.0f) {
     const double target = static_cast<double>(params.top_p) * total;
-    double cumulative = 0.0;
-    int64_t num_kept = 0;
-    while (num_kept < num_candidates && (num_kept == 0 || cumulative < target)) {
-      cumulative += work[sorted.at(num_kept)];
-      ++num_kept;
-    }
-    num_candidates = num_kept;
-    sorted.n = num_kept;
-    total = cumulative;
+    num_candidates = 1 + select_crossing(ids, num_candidates, work, target, true);
+    total = 0.0;
+    for (int64_t i = 0; i < num_candidates; ++i) total += work[ids[i]];
   }
 
   if (params.min_p > 0.0f) {
@@ -162,19 +201,9 @@ int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
       }
     }
     num_candidates = num_kept;
-    sorted.n = num_kept;
-    sorted.num_sorted = 0;
   }
 
-  const double target = u * total;
-  double cumulative = 0.0;
-  int32_t id = -1;
-  for (int64_t i = 0; i < num_candidates; ++i) {
-    id = sorted.at(i);
-    cumulative += work[id];
-    if (cumulative > target) break;
-  }
-  return id;
+  return ids[select_crossing(ids, num_candidates, work, u * total, false)];
 }
 
 }  // namespace
@@ -258,14 +287,36 @@ TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, i
                  "token id " << token_id << " outside vocab of " << vocab_size_);
   PAGEDLLM_CHECK(top_n >= 0, "top_n " << top_n);
 
+  // One pass: max and its multiplicity, rank of token_id, and a heap of the top_n best
+  // (heap[0] is the worst of them) in order_.
+  const float own = rank_key(logits[token_id]);
+  const int64_t n = std::min<int64_t>(top_n, vocab_size_);
+  int32_t* heap = order_.data();
+  auto better = [logits](int32_t a, int32_t b) {
+    const float ka = rank_key(logits[a]), kb = rank_key(logits[b]);
+    return ka > kb || (ka == kb && a < b);
+  };
   float max_logit = -kInf;
   int64_t num_max = 0;
+  int64_t num_larger = 0;
+  int64_t heap_size = 0;
   for (int64_t i = 0; i < vocab_size_; ++i) {
-    if (logits[i] > max_logit) {
-      max_logit = logits[i];
+    const float x = logits[i];
+    if (x > max_logit) {
+      max_logit = x;
       num_max = 1;
-    } else if (logits[i] == max_logit) {
+    } else if (x == max_logit) {
       ++num_max;
+    }
+    num_larger += rank_key(x) > own;
+    const int32_t id = static_cast<int32_t>(i);
+    if (heap_size < n) {
+      heap[heap_size++] = id;
+      std::push_heap(heap, heap + heap_size, better);
+    } else if (n > 0 && better(id, heap[0])) {
+      std::pop_heap(heap, heap + n, better);
+      heap[n - 1] = id;
+      std::push_heap(heap, heap + n, better);
     }
   }
   // log Z of the softmax. A +inf logit takes all the mass (shared among the +inf ones); an
@@ -278,7 +329,7 @@ TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, i
   } else {
     double sum = 0.0;
     for (int64_t i = 0; i < vocab_size_; ++i) {
-      if (!std::isnan(logits[i])) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+      if (!std::isnan(logits[i])) sum += std::exp(logits[i] - max_logit);
     }
     log_z = max_logit + std::log(sum);
   }
@@ -292,22 +343,10 @@ TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, i
   TokenLogprobs out;
   out.token_id = token_id;
   out.logprob = logprob(token_id);
-  const float own = rank_key(logits[token_id]);
-  int64_t num_larger = 0;
-  for (int64_t i = 0; i < vocab_size_; ++i) num_larger += rank_key(logits[i]) > own;
   out.rank = 1 + num_larger;
-
-  if (top_n > 0) {
-    const int64_t n = std::min<int64_t>(top_n, vocab_size_);
-    int32_t* ids = order_.data();
-    std::iota(ids, ids + vocab_size_, 0);
-    std::partial_sort(ids, ids + n, ids + vocab_size_, [logits](int32_t a, int32_t b) {
-      float ka = rank_key(logits[a]), kb = rank_key(logits[b]);
-      return ka > kb || (ka == kb && a < b);
-    });
-    out.top.reserve(n);
-    for (int64_t i = 0; i < n; ++i) out.top.emplace_back(ids[i], logprob(ids[i]));
-  }
+  std::sort_heap(heap, heap + n, better);
+  out.top.reserve(n);
+  for (int64_t i = 0; i < n; ++i) out.top.emplace_back(heap[i], logprob(heap[i]));
   return out;
 }
 
