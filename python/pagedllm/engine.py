@@ -1,0 +1,172 @@
+"""LLMEngine: the Python side of one engine (tokenize, submit, step, detokenize).
+
+Shared by the LLM class and the HTTP server. A request with ``n`` samples runs as ``n`` core
+requests ``"<id>#<i>"`` (just ``"<id>"`` when n is 1) whose outputs are gathered into one
+RequestOutput. Not thread-safe: call it from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pagedllm.engine_args import EngineArgs
+from pagedllm.generation_config import sampling_defaults
+from pagedllm.inputs import PromptType, parse_prompt
+from pagedllm.outputs import RequestOutput
+from pagedllm.request_state import RequestState
+from pagedllm.resolve import resolve_model, resolve_tokenizer
+from pagedllm.sampling_params import SamplingParams
+from pagedllm.tokenizer import Tokenizer
+
+_STAT_FIELDS = (
+    "num_running", "num_waiting", "num_kv_blocks_total", "num_kv_blocks_used",
+    "num_kv_slots_used", "num_preemptions", "num_steps", "num_prompt_tokens_computed",
+    "num_generation_tokens", "last_step_num_scheduled_tokens", "last_step_num_scheduled_seqs")
+
+
+def _import_core() -> Any:
+    try:
+        from pagedllm import _core
+    except ImportError as exc:
+        raise ImportError(
+            "the pagedllm C++ extension (pagedllm._core) is not available: install pagedllm "
+            "with `pip install .` from the source tree (see README)") from exc
+    return _core
+
+
+class LLMEngine:
+    """Loads a model and runs requests through the C++ engine.
+
+    ``model`` is a directory, a Hugging Face id or ``"demo"``; the other keyword arguments
+    are EngineArgs fields. Raises FileNotFoundError (missing model, weights or
+    tokenizer.json), ValueError (unsupported architecture or dtype, corrupt files, bad
+    options), MemoryError or ImportError (extension not built).
+    """
+
+    def __init__(self, model: str, tokenizer: str | None = None, **engine_args: Any) -> None:
+        self.args = EngineArgs(model=model, tokenizer=tokenizer, **engine_args)
+        args = self.args
+        self.model_dir = resolve_model(args.model, args.revision, download_dir=args.download_dir)
+        tokenizer_dir = self.model_dir
+        if args.tokenizer is not None:
+            tokenizer_dir = resolve_tokenizer(
+                args.tokenizer, args.tokenizer_revision, download_dir=args.download_dir)
+        self._tokenizer = Tokenizer(tokenizer_dir)
+        core = _import_core()
+        self._core = core.Engine(args.to_core_config(self.model_dir))
+        self.model_info = self._core.model_info
+        self._eos_token_ids = frozenset(self.model_info.eos_token_ids)
+        self._requests: dict[str, RequestState] = {}
+        self._samples: dict[str, tuple[RequestState, int]] = {}
+        self._ignored: set[str] = set()
+
+    @classmethod
+    def from_engine_args(cls, args: EngineArgs) -> LLMEngine:
+        return cls(**dataclasses.asdict(args))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    def get_tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.model_info.max_model_len)
+
+    def default_sampling_params(self) -> SamplingParams:
+        """SamplingParams with the model's generation_config.json defaults applied."""
+        overrides = sampling_defaults(self.model_dir)
+        try:
+            return SamplingParams(**overrides)
+        except ValueError:
+            return SamplingParams()
+
+    def add_request(self, request_id: str, prompt: PromptType,
+                    params: SamplingParams | None = None,
+                    arrival_time: float | None = None) -> None:
+        """Queues a request. Raises ValueError (duplicate id, empty or oversize prompt, token
+        id outside the vocabulary, invalid params) and then changes nothing."""
+        if not isinstance(request_id, str):
+            raise TypeError(f"request_id must be a str, got {type(request_id).__name__}")
+        if request_id in self._requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        params = params if params is not None else SamplingParams()
+        text, token_ids = parse_prompt(prompt, self._tokenizer)
+        core_ids = ([request_id] if params.n == 1
+                    else [f"{request_id}#{i}" for i in range(params.n)])
+        for core_id in core_ids:
+            if core_id in self._samples:
+                raise ValueError(f"request id {core_id!r} is already in use")
+            if core_id in self._ignored:
+                raise ValueError(f"request id {core_id!r} was aborted and the engine has not "
+                                 "stepped since; use another id or step() first")
+        derived_max = None
+        if params.max_tokens is None:
+            derived_max = max(1, self.max_model_len - len(token_ids))
+        added: list[str] = []
+        try:
+            for i, core_id in enumerate(core_ids):
+                seed = None if params.seed is None else params.seed + i
+                core_params = params.to_core(max_tokens=derived_max, seed=seed,
+                                             with_prompt_logprobs=i == 0)
+                self._core.add_request(core_id, token_ids, core_params)
+                added.append(core_id)
+        except BaseException:
+            for core_id in added:
+                if self._core.abort_request(core_id):
+                    self._ignored.add(core_id)
+            raise
+        state = RequestState(request_id, text, token_ids, params, core_ids, self._tokenizer,
+                             self._eos_token_ids, arrival_time)
+        self._requests[request_id] = state
+        for index, core_id in enumerate(core_ids):
+            self._samples[core_id] = (state, index)
+
+    def abort_request(self, request_id: str) -> bool:
+        """Aborts a request at once: it reports no further output (as in vLLM) and its KV
+        blocks are freed. False if the id is unknown or already finished."""
+        state = self._requests.pop(request_id, None)
+        if state is None:
+            return False
+        for sample in state.samples:
+            self._samples.pop(sample.core_id, None)
+            if not sample.finished and self._core.abort_request(sample.core_id):
+                self._ignored.add(sample.core_id)
+        return True
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self._requests)
+
+    def get_num_unfinished_requests(self) -> int:
+        return len(self._requests)
+
+    def step(self) -> list[RequestOutput]:
+        """Runs one engine step; the outputs of the requests that progressed in it."""
+        touched: dict[str, RequestState] = {}
+        for out in self._core.step():
+            entry = self._samples.get(out.request_id)
+            if entry is None:
+                if out.finished:
+                    self._ignored.discard(out.request_id)
+                continue
+            state, index = entry
+            if state.process(index, out) and self._core.abort_request(out.request_id):
+                self._ignored.add(out.request_id)
+            if state.samples[index].finished:
+                del self._samples[out.request_id]
+            touched[state.request_id] = state
+        outputs = []
+        for state in touched.values():
+            output = state.make_output()
+            if output is not None:
+                outputs.append(output)
+            if state.finished:
+                self._requests.pop(state.request_id, None)
+        return outputs
+
+    def get_stats(self) -> dict[str, int]:
+        stats = self._core.stats()
+        return {name: int(getattr(stats, name)) for name in _STAT_FIELDS}
