@@ -116,7 +116,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_chunk,
                               const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   min_chunk = std::max<int64_t>(1, min_chunk);
-  int64_t max_chunks = (n + min_chunk - 1) / min_chunk;
+  int64_t max_chunks = std::max<int64_t>(1, n / min_chunk);
   int num_chunks = static_cast<int>(std::min<int64_t>(num_threads_, max_chunks));
   if (num_chunks <= 1) {
     fn(0, n, 0);

@@ -1,0 +1,72 @@
+// Work plans and scratch sizes of the CPU kernels. Plain x86-64 code: the backend and every ISA
+// tier call these, so a plan never depends on the tier and all tiers carve scratch alike.
+#include "backend/cpu/cpu_kernels.h"
+
+#include <algorithm>
+
+namespace pagedllm {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kLinearPanelRows = 64;
+constexpr int64_t kAttnTileVectors = 32;  // query vectors (rows x group heads) per unit
+constexpr int64_t kAttnSplitKeys = 512;   // keys per split
+constexpr int64_t kAttnPartialCapFloats = int64_t{8} << 20;  // split-parallel storage cap
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+int64_t linear_panel_rows() { return kLinearPanelRows; }
+
+int64_t linear_scratch_floats(const LinearParams& p, int num_threads) {
+  if (p.weight.dtype != DType::kBFloat16) return 0;
+  int64_t m = p.x.shape[0];
+  int64_t k = p.x.shape[1];
+  if (m <= kLinearSmallM) return m * round_up(k, 32) / 2;  // x rounded to bfloat16
+  return num_threads * linear_panel_rows() * round_up(k, 16);
+}
+
+AttentionPlan plan_attention(const PagedAttentionParams& p, int num_threads) {
+  AttentionPlan plan;
+  plan.num_seqs = p.seq_lens.shape[0];
+  plan.num_q_heads = p.q.shape[1];
+  plan.num_kv_heads = p.k_cache.shape[1];
+  plan.group = plan.num_q_heads / plan.num_kv_heads;
+  plan.block_size = p.k_cache.shape[2];
+  plan.head_dim = p.k_cache.shape[3];
+  plan.rows_per_tile = std::max<int64_t>(1, kAttnTileVectors / plan.group);
+  plan.vectors_per_tile = plan.rows_per_tile * plan.group;
+  plan.blocks_per_split = std::max<int64_t>(1, kAttnSplitKeys / plan.block_size);
+
+  const int32_t* qsl = p.query_start_loc.ptr<int32_t>();
+  const int32_t* seq_lens = p.seq_lens.ptr<int32_t>();
+  int64_t num_units = 0;
+  for (int64_t b = 0; b < plan.num_seqs; ++b) {
+    int64_t q_len = qsl[b + 1] - qsl[b];
+    int64_t tiles = (q_len + plan.rows_per_tile - 1) / plan.rows_per_tile;
+    int64_t blocks = (seq_lens[b] + plan.block_size - 1) / plan.block_size;
+    int64_t splits = (blocks + plan.blocks_per_split - 1) / plan.blocks_per_split;
+    plan.max_tiles = std::max(plan.max_tiles, tiles);
+    if (q_len > 0) plan.max_splits = std::max(plan.max_splits, splits);
+    num_units += tiles * plan.num_kv_heads;
+  }
+
+  int64_t v = plan.vectors_per_tile;
+  int64_t d = plan.head_dim;
+  plan.partial_floats = round_up(v * (d + 2), 16);
+  plan.thread_scratch_floats = 2 * plan.partial_floats + round_up(plan.block_size, 16) +
+                               2 * round_up(plan.block_size * d, 16);
+  int64_t split_items = plan.num_seqs * plan.max_tiles * plan.max_splits * plan.num_kv_heads;
+  int64_t partial_total = split_items * plan.partial_floats;
+  plan.split_parallel = num_threads > 1 && plan.max_splits > 1 &&
+                        num_units < 2 * static_cast<int64_t>(num_threads) &&
+                        partial_total <= kAttnPartialCapFloats;
+  plan.scratch_floats = num_threads * plan.thread_scratch_floats +
+                        (plan.split_parallel ? partial_total : 0);
+  return plan;
+}
+
+}  // namespace cpu
+}  // namespace pagedllm

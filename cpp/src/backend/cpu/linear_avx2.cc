@@ -1,0 +1,10 @@
+// linear for the avx2 tier: the width-generic kernels of linear_impl.h.
+#include "backend/cpu/linear_impl.h"
+
+namespace pagedllm {
+namespace cpu {
+
+void linear_avx2(const LinearParams& p, const KernelContext& ctx) { linear_generic(p, ctx); }
+
+}  // namespace cpu
+}  // namespace pagedllm

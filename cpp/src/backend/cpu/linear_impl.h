@@ -1,0 +1,178 @@
+// out = x @ weight^T (+ bias) for one ISA tier (included once by linear_<isa>.cc). Work is
+// split over weight rows (output columns), so every output element is computed by one thread
+// in a fixed order: results do not depend on the thread count.
+//   M <= kLinearSmallM: direct kernel, register tiles of MT x rows by NT weight rows.
+//   larger M: single-threaded sgemm per panel of linear_panel_rows() weight rows (a fixed
+//   partition, so results do not depend on the thread count either); a bfloat16 panel is
+//   widened to float32 in the thread's scratch first.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+
+#include "backend/cpu/blas.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/simd.h"
+#include "util/thread_pool.h"
+
+namespace pagedllm {
+namespace cpu {
+namespace {
+
+struct LinearArgs {
+  const float* x;   // [M, K], row stride ldx
+  int64_t ldx;
+  const void* w;    // [N, K] contiguous, float32 or bfloat16
+  const void* bias; // [N] weight dtype, or nullptr
+  float* out;       // [M, N], row stride ldo
+  int64_t ldo;
+  int64_t m, n, k;
+};
+
+LinearArgs linear_args(const LinearParams& p) {
+  return {p.x.ptr<float>(), p.x.stride[0], p.weight.data, p.bias.data, p.out.ptr<float>(),
+          p.out.stride[0], p.x.shape[0], p.weight.shape[0], p.weight.shape[1]};
+}
+
+template <int MT, int NT, typename W>
+void small_m_tile(const float* x, int64_t ldx, const W* w, int64_t k, float* out, int64_t ldo) {
+  vf acc[MT][NT];
+#pragma GCC unroll 4
+  for (int mi = 0; mi < MT; ++mi)
+#pragma GCC unroll 8
+    for (int ni = 0; ni < NT; ++ni) acc[mi][ni] = vzero();
+  int64_t kk = 0;
+  for (; kk + kW <= k; kk += kW) {
+    vf wv[NT];
+#pragma GCC unroll 8
+    for (int ni = 0; ni < NT; ++ni) wv[ni] = vload(w + ni * k + kk);
+#pragma GCC unroll 4
+    for (int mi = 0; mi < MT; ++mi) {
+      vf xv = vload(x + mi * ldx + kk);
+#pragma GCC unroll 8
+      for (int ni = 0; ni < NT; ++ni) acc[mi][ni] = vfmadd(xv, wv[ni], acc[mi][ni]);
+    }
+  }
+  if (kk < k) {
+    int rem = static_cast<int>(k - kk);
+    for (int mi = 0; mi < MT; ++mi) {
+      vf xv = vload(x + mi * ldx + kk, rem);
+      for (int ni = 0; ni < NT; ++ni) acc[mi][ni] = vfmadd(xv, vload(w + ni * k + kk, rem), acc[mi][ni]);
+    }
+  }
+  for (int mi = 0; mi < MT; ++mi)
+    for (int ni = 0; ni < NT; ++ni) out[mi * ldo + ni] = vreduce_add(acc[mi][ni]);
+}
+
+// Weight rows per register tile for MT activation rows (fits 16 ymm / 32 zmm registers).
+template <int MT>
+constexpr int small_m_nt() {
+  return MT == 1 ? (kW == 16 ? 8 : 4) : (kW == 16 ? 4 : (MT <= 2 ? 4 : 2));
+}
+
+template <int MT, typename W>
+void small_m_rows(const LinearArgs& a, int64_t m0, int64_t n0, int64_t n1) {
+  constexpr int NT = small_m_nt<MT>();
+  const W* w = static_cast<const W*>(a.w);
+  const float* x = a.x + m0 * a.ldx;
+  float* out = a.out + m0 * a.ldo;
+  int64_t j = n0;
+  for (; j + NT <= n1; j += NT) small_m_tile<MT, NT>(x, a.ldx, w + j * a.k, a.k, out + j, a.ldo);
+  for (; j < n1; ++j) small_m_tile<MT, 1>(x, a.ldx, w + j * a.k, a.k, out + j, a.ldo);
+}
+
+template <typename W>
+void small_m_range(const LinearArgs& a, int64_t n0, int64_t n1) {
+  for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
+    switch (std::min<int64_t>(4, a.m - m0)) {
+      case 1: small_m_rows<1, W>(a, m0, n0, n1); break;
+      case 2: small_m_rows<2, W>(a, m0, n0, n1); break;
+      case 3: small_m_rows<3, W>(a, m0, n0, n1); break;
+      default: small_m_rows<4, W>(a, m0, n0, n1); break;
+    }
+  }
+}
+
+template <typename W>
+void add_bias_range(const LinearArgs& a, int64_t n0, int64_t n1) {
+  const W* bias = static_cast<const W*>(a.bias);
+  for (int64_t i = 0; i < a.m; ++i) {
+    float* o = a.out + i * a.ldo;
+    int64_t j = n0;
+    for (; j + kW <= n1; j += kW) vstore(o + j, vadd(vload(o + j), vload(bias + j)));
+    if (j < n1) {
+      int rem = static_cast<int>(n1 - j);
+      vstore(o + j, vadd(vload(o + j, rem), vload(bias + j, rem)), rem);
+    }
+  }
+}
+
+void add_bias(const LinearArgs& a, bool bf16, int64_t n0, int64_t n1) {
+  if (a.bias == nullptr) return;
+  if (bf16) {
+    add_bias_range<uint16_t>(a, n0, n1);
+  } else {
+    add_bias_range<float>(a, n0, n1);
+  }
+}
+
+void sgemm_range(const LinearArgs& a, const float* w, int64_t ldw, int64_t n0, int64_t n1) {
+  blas::sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(a.m),
+              static_cast<blasint>(n1 - n0), static_cast<blasint>(a.k), 1.0f, a.x,
+              static_cast<blasint>(a.ldx), w, static_cast<blasint>(ldw), 0.0f, a.out + n0,
+              static_cast<blasint>(a.ldo));
+}
+
+// Converts count bfloat16 values to float32.
+void bf16_to_f32(const uint16_t* src, float* dst, int64_t count) {
+  int64_t i = 0;
+  for (; i + kW <= count; i += kW) vstore(dst + i, vload(src + i));
+  if (i < count) {
+    int rem = static_cast<int>(count - i);
+    vstore(dst + i, vload(src + i, rem), rem);
+  }
+}
+
+// Large M: columns [j0, j1) of one panel by sgemm; bfloat16 weights are first widened into
+// `panel` ([linear_panel_rows(), K] float32).
+void sgemm_panel(const LinearArgs& a, bool bf16, float* panel, int64_t j0, int64_t j1) {
+  if (bf16) {
+    bf16_to_f32(static_cast<const uint16_t*>(a.w) + j0 * a.k, panel, (j1 - j0) * a.k);
+    sgemm_range(a, panel, a.k, j0, j1);
+  } else {
+    sgemm_range(a, static_cast<const float*>(a.w) + j0 * a.k, a.k, j0, j1);
+  }
+  add_bias(a, bf16, j0, j1);
+}
+
+// Everything but the small-M bfloat16 case, which a tier may replace (see linear_avx512bf16.cc).
+void linear_generic(const LinearParams& p, const KernelContext& ctx) {
+  LinearArgs a = linear_args(p);
+  bool bf16 = p.weight.dtype == DType::kBFloat16;
+  ThreadPool& pool = *ctx.pool;
+  if (a.m <= kLinearSmallM) {
+    int64_t min_cols = std::max<int64_t>(16, 4096 / std::max<int64_t>(a.k, 1));
+    auto body = [&](int64_t n0, int64_t n1, int) {
+      if (bf16) {
+        small_m_range<uint16_t>(a, n0, n1);
+      } else {
+        small_m_range<float>(a, n0, n1);
+      }
+      add_bias(a, bf16, n0, n1);
+    };
+    pool.parallel_for(a.n, min_cols, std::cref(body));
+    return;
+  }
+  const int64_t rows = linear_panel_rows();
+  const int64_t stride = rows * ((a.k + 15) / 16 * 16);
+  PAGEDLLM_CHECK(!bf16 || ctx.scratch_floats >= pool.num_threads() * stride, "linear scratch too small");
+  auto body = [&](int64_t p0, int64_t p1, int tid) {
+    for (int64_t i = p0; i < p1; ++i)
+      sgemm_panel(a, bf16, ctx.scratch + tid * stride, i * rows, std::min(a.n, (i + 1) * rows));
+  };
+  pool.parallel_for((a.n + rows - 1) / rows, 1, std::cref(body));
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace pagedllm
