@@ -45,7 +45,7 @@ void BlockPool::check_invariants() const {
     if (count == 0) ++num_zero;
   }
   PAGEDLLM_CHECK(num_zero == free_queue_.size(),
-                 num_zero << " blocks have ref count 0 but the free list holds " << free_queue_.size());
+                 "" << num_zero << " blocks have ref count 0 but the free list holds " << free_queue_.size());
   PAGEDLLM_CHECK(static_cast<int64_t>(free_queue_.to_vector().size()) == num_zero,
                  "free list links disagree with its size");
 }

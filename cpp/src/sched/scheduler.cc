@@ -70,7 +70,8 @@ SchedulerOutput Scheduler::schedule() {
       continue;
     }
     bool allocated = false;
-    while (!(allocated = kv_->allocate_slots(request->seq_id, request->num_computed_tokens + num_new))) {
+    int64_t num_total = request->num_computed_tokens + num_new;
+    while (!(allocated = kv_->allocate_slots(request->seq_id, num_total))) {
       Request* victim = running_.back();
       running_.pop_back();
       preempt(victim);
@@ -79,8 +80,8 @@ SchedulerOutput Scheduler::schedule() {
       if (victim == request) break;
     }
     if (!allocated) break;
-    out.scheduled.push_back({request, request->num_computed_tokens, num_new,
-                             request->num_computed_tokens + num_new == request->num_tokens()});
+    out.scheduled.push_back(
+        {request, request->num_computed_tokens, num_new, num_total == request->num_tokens()});
     token_budget -= num_new;
     ++i;
   }
@@ -93,12 +94,13 @@ SchedulerOutput Scheduler::schedule() {
     if (!config_.enable_chunked_prefill && num_new < num_wanted) break;
     int64_t num_total = request->num_computed_tokens + num_new;
     if (!kv_->can_allocate(request->seq_id, num_total)) break;
-    PAGEDLLM_CHECK(kv_->allocate_slots(request->seq_id, num_total),
-                   "allocate_slots failed after can_allocate succeeded");
+    bool allocated = kv_->allocate_slots(request->seq_id, num_total);
+    PAGEDLLM_CHECK(allocated, "allocate_slots failed after can_allocate succeeded");
     waiting_.pop_front();
     request->status = RequestStatus::kRunning;
     running_.push_back(request);
-    out.scheduled.push_back({request, request->num_computed_tokens, num_new, num_total == request->num_tokens()});
+    out.scheduled.push_back(
+        {request, request->num_computed_tokens, num_new, num_total == request->num_tokens()});
     token_budget -= num_new;
   }
 
@@ -157,7 +159,8 @@ Request* Scheduler::abort(const std::string& request_id) {
 }
 
 void Scheduler::preempt(Request* request) {
-  PAGEDLLM_CHECK(request->status == RequestStatus::kRunning, "preempt of a request that is not running");
+  PAGEDLLM_CHECK(request->status == RequestStatus::kRunning,
+                 "preempt of '" << request->request_id << "', which is not running");
   kv_->free(request->seq_id);
   request->num_computed_tokens = 0;
   request->status = RequestStatus::kWaiting;
@@ -171,12 +174,12 @@ void Scheduler::preempt(Request* request) {
 void Scheduler::finish(Request* request, FinishReason reason) {
   if (request->status == RequestStatus::kRunning) {
     auto it = std::find(running_.begin(), running_.end(), request);
-    PAGEDLLM_CHECK(it != running_.end(), "running request '" << request->request_id << "' not in running");
+    PAGEDLLM_CHECK(it != running_.end(), "running '" << request->request_id << "' not in running_");
     running_.erase(it);
   } else {
     PAGEDLLM_CHECK(request->status == RequestStatus::kWaiting, "finish of a finished request");
     auto it = std::find(waiting_.begin(), waiting_.end(), request);
-    PAGEDLLM_CHECK(it != waiting_.end(), "waiting request '" << request->request_id << "' not in waiting");
+    PAGEDLLM_CHECK(it != waiting_.end(), "waiting '" << request->request_id << "' not in waiting_");
     waiting_.erase(it);
   }
   kv_->free(request->seq_id);
@@ -194,7 +197,7 @@ void Scheduler::check_invariants() const {
   std::unordered_set<const Request*> seen;
   for (const Request* r : running_) {
     PAGEDLLM_CHECK(seen.insert(r).second, "request '" << r->request_id << "' listed twice");
-    PAGEDLLM_CHECK(r->status == RequestStatus::kRunning, "'" << r->request_id << "' in running but not kRunning");
+    PAGEDLLM_CHECK(r->status == RequestStatus::kRunning, "'" << r->request_id << "' in running_ but not kRunning");
     PAGEDLLM_CHECK(r->num_computed_tokens >= 0 && r->num_computed_tokens <= r->num_tokens(),
                    "'" << r->request_id << "' has computed tokens out of range");
     PAGEDLLM_CHECK(kv_->has_sequence(r->seq_id), "running '" << r->request_id << "' has no KV table");
@@ -207,7 +210,7 @@ void Scheduler::check_invariants() const {
   const Request* prev = nullptr;
   for (const Request* r : waiting_) {
     PAGEDLLM_CHECK(seen.insert(r).second, "request '" << r->request_id << "' listed twice");
-    PAGEDLLM_CHECK(r->status == RequestStatus::kWaiting, "'" << r->request_id << "' in waiting but not kWaiting");
+    PAGEDLLM_CHECK(r->status == RequestStatus::kWaiting, "'" << r->request_id << "' in waiting_ but not kWaiting");
     PAGEDLLM_CHECK(r->num_computed_tokens == 0, "waiting '" << r->request_id << "' has computed tokens");
     PAGEDLLM_CHECK(!kv_->has_sequence(r->seq_id), "waiting '" << r->request_id << "' owns KV blocks");
     PAGEDLLM_CHECK(prev == nullptr || prev->arrival_idx < r->arrival_idx, "waiting queue is not FCFS");
@@ -222,10 +225,10 @@ void Scheduler::check_invariants() const {
     PAGEDLLM_CHECK(!kv_->has_sequence(r->seq_id), "finished '" << id << "' owns KV blocks");
   }
   PAGEDLLM_CHECK(seen.size() == requests_.size(),
-                 requests_.size() << " records but " << seen.size() << " in the queues");
+                 "" << requests_.size() << " records but " << seen.size() << " in the queues");
   for (const auto& kv : requests_) {
     PAGEDLLM_CHECK(seen.count(kv.second.get()) != 0, "record '" << kv.first << "' is in no queue");
-    PAGEDLLM_CHECK(kv.first == kv.second->request_id, "record key '" << kv.first << "' mismatches its id");
+    PAGEDLLM_CHECK(kv.first == kv.second->request_id, "record key '" << kv.first << "' is not its id");
   }
   if (!has_unfinished_requests()) {
     PAGEDLLM_CHECK(kv_->num_used_blocks() == 0,
