@@ -155,7 +155,7 @@ class JsonParser {
   }
 
   bool parse_keyword(const char* word, JsonValue::Kind kind, bool value, JsonValue* out) {
-    if (!consume_literal(word)) return fail(std::string("invalid literal, expected '") + word + "'");
+    if (!consume_literal(word)) return fail(std::string("invalid literal, expected ") + word);
     out->kind_ = kind;
     out->bool_ = value;
     return true;

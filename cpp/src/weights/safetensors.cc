@@ -314,7 +314,8 @@ Result<std::unique_ptr<WeightSet>> WeightSet::open_dir(const std::string& model_
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) {
-    return Status(StatusCode::kNotFound, "model directory " + model_dir + " does not exist");
+    return Status(StatusCode::kNotFound,
+                  "model directory " + model_dir + " does not exist or is not a directory");
   }
   const fs::path dir(model_dir);
   const fs::path index_path = dir / "model.safetensors.index.json";
