@@ -311,6 +311,67 @@ TEST(Sampler, TopPLargeVocabStaysInNucleus) {
   }
 }
 
+// Every draw equals the naive inverse-CDF walk over the reference distribution in descending
+// probability order (ties by id) with u = uniform(seed, num_output_tokens). Draws whose u lies
+// within rounding distance of a cumulative boundary are skipped (and must be rare).
+TEST(Sampler, DrawIsInverseCdfInDescendingOrder) {
+  const int64_t vocab = 4000;
+  Sampler sampler(vocab);
+  std::vector<SamplingParams> cases(6);
+  cases[1].temperature = 0.7f;
+  cases[1].top_k = 300;
+  cases[2].top_p = 0.8f;
+  cases[3].min_p = 0.02f;
+  cases[4].temperature = 1.3f;
+  cases[4].top_k = 1000;
+  cases[4].top_p = 0.95f;
+  cases[4].min_p = 0.001f;
+  cases[5].temperature = 0.2f;
+  for (int quantized = 0; quantized < 2; ++quantized) {
+    auto logits = random_logits(vocab, 4242 + quantized, 1.5f);
+    if (quantized) {
+      for (float& x : logits) x = std::round(x * 4.0f) / 4.0f;
+    }
+    for (const SamplingParams& params : cases) {
+      auto prob = reference_distribution(logits, params);
+      std::vector<int32_t> ids;
+      for (int32_t i = 0; i < vocab; ++i) {
+        if (prob[i] > 0.0) ids.push_back(i);
+      }
+      std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+        return prob[a] > prob[b] || (prob[a] == prob[b] && a < b);
+      });
+      Row row;
+      row.params = params;
+      row.output = {7, 7, 7};
+      int num_ambiguous = 0;
+      const int num_draws = 400;
+      for (int s = 0; s < num_draws; ++s) {
+        row.seed = 1000003ull * s + 17;
+        const double u = Sampler::uniform(row.seed, row.output.size());
+        double cumulative = 0.0;
+        int32_t expected = ids.back();
+        bool ambiguous = false;
+        for (int32_t id : ids) {
+          ambiguous = std::fabs(cumulative - u) < 1e-6;
+          cumulative += prob[id];
+          if (cumulative > u) {
+            expected = id;
+            ambiguous = ambiguous || std::fabs(cumulative - u) < 1e-6;
+            break;
+          }
+        }
+        if (ambiguous) {
+          ++num_ambiguous;
+          continue;
+        }
+        EXPECT_EQ(sampler.sample(logits.data(), row.context()).token_id, expected);
+      }
+      EXPECT_LT(num_ambiguous, num_draws / 100);
+    }
+  }
+}
+
 TEST(Sampler, MinPMatchesReference) {
   std::vector<float> logits = {0.1f, 2.0f, 1.0f, 1.0f, -3.0f, 1.7f, 0.4f, 1.3f, -0.2f, 0.9f};
   Sampler sampler(logits.size());
@@ -431,29 +492,34 @@ TEST(Sampler, MinTokensMasksEosAndStopIds) {
 TEST(Sampler, LogprobsMatchNaiveLogSoftmax) {
   const int64_t vocab = 3000;
   Sampler sampler(vocab);
-  for (uint32_t t = 0; t < 5; ++t) {
+  for (uint32_t t = 0; t < 6; ++t) {
     auto logits = random_logits(vocab, 500 + t, 4.0f);
+    if (t % 2 == 1) {
+      for (float& x : logits) x = std::round(x * 2.0f) / 2.0f;
+    }
     logits[10] = logits[11] = logits[12] = 20.0f;
-    logits[2999] = 20.0f;
+    logits[2500] = 20.0f;
     double mx = *std::max_element(logits.begin(), logits.end());
     double sum = 0.0;
     for (float x : logits) sum += std::exp(static_cast<double>(x) - mx);
     double log_z = mx + std::log(sum);
-    for (int32_t token : {0, 11, 2999, 1234}) {
-      TokenLogprobs lp = sampler.compute_logprobs(logits.data(), token, 6);
-      EXPECT_EQ(lp.token_id, token);
-      EXPECT_NEAR(lp.logprob, logits[token] - log_z, 1e-5);
-      int64_t larger = 0;
-      for (float x : logits) larger += x > logits[token];
-      EXPECT_EQ(lp.rank, 1 + larger);
-      std::vector<int32_t> ids(vocab);
-      for (int32_t i = 0; i < vocab; ++i) ids[i] = i;
-      std::stable_sort(ids.begin(), ids.end(),
-                       [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
-      ASSERT_EQ(lp.top.size(), 6u);
-      for (int i = 0; i < 6; ++i) {
-        EXPECT_EQ(lp.top[i].first, ids[i]);
-        EXPECT_NEAR(lp.top[i].second, logits[ids[i]] - log_z, 1e-5);
+    std::vector<int32_t> ids(vocab);
+    for (int32_t i = 0; i < vocab; ++i) ids[i] = i;
+    std::stable_sort(ids.begin(), ids.end(),
+                     [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    for (int32_t token : {0, 11, 2500, 1234}) {
+      for (int32_t top_n : {6, 50}) {
+        TokenLogprobs lp = sampler.compute_logprobs(logits.data(), token, top_n);
+        EXPECT_EQ(lp.token_id, token);
+        EXPECT_NEAR(lp.logprob, logits[token] - log_z, 1e-5);
+        int64_t larger = 0;
+        for (float x : logits) larger += x > logits[token];
+        EXPECT_EQ(lp.rank, 1 + larger);
+        ASSERT_EQ(lp.top.size(), static_cast<size_t>(top_n));
+        for (int i = 0; i < top_n; ++i) {
+          EXPECT_EQ(lp.top[i].first, ids[i]);
+          EXPECT_NEAR(lp.top[i].second, logits[ids[i]] - log_z, 1e-5);
+        }
       }
     }
     EXPECT_EQ(sampler.compute_logprobs(logits.data(), 12, 0).top.size(), 0u);
@@ -483,6 +549,12 @@ TEST(Sampler, SampleReturnsLogprobsOfRawLogits) {
   EXPECT_EQ(r.logprobs.top[1].first, 2);
   row.params.logprobs = -1;
   EXPECT_EQ(sampler.sample(logits.data(), row.context()).logprobs.top.size(), 0u);
+
+  TokenLogprobs all = sampler.compute_logprobs(logits.data(), 3, 10);
+  ASSERT_EQ(all.top.size(), 4u);
+  const int32_t order[] = {1, 2, 0, 3};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(all.top[i].first, order[i]);
+  EXPECT_EQ(all.rank, 4);
 }
 
 TEST(Sampler, NanAndInfRobustness) {
@@ -515,6 +587,18 @@ TEST(Sampler, NanAndInfRobustness) {
     row.params.temperature = temp;
     EXPECT_EQ(small.sample(masked.data(), row.context()).token_id, 1);
   }
+  TokenLogprobs lp = small.compute_logprobs(with_inf.data(), 1, 2);
+  EXPECT_NEAR(lp.logprob, 0.0, 1e-7);
+  EXPECT_EQ(lp.rank, 1);
+  EXPECT_TRUE(small.compute_logprobs(with_inf.data(), 2, 0).logprob == -kInf);
+  std::vector<float> two_inf = {kInf, 0.0f, kInf, nan};
+  lp = small.compute_logprobs(two_inf.data(), 2, 4);
+  EXPECT_NEAR(lp.logprob, -std::log(2.0), 1e-6);
+  ASSERT_EQ(lp.top.size(), 4u);
+  EXPECT_EQ(lp.top[0].first, 0);
+  EXPECT_EQ(lp.top[1].first, 2);
+  EXPECT_EQ(lp.top[2].first, 1);
+  EXPECT_EQ(lp.top[3].first, 3);
   std::vector<float> all_nan(4, nan);
   row.params.logprobs = 3;
   SampleResult r = small.sample(all_nan.data(), row.context());

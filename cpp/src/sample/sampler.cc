@@ -6,7 +6,9 @@
 #include "sample/sampler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "util/check.h"
@@ -18,7 +20,7 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kGreedyTemperature = 1e-5f;  // below this, temperature means greedy (as vLLM)
 constexpr int64_t kSmallRange = 64;       // select_crossing sorts ranges this small
-constexpr int kMaxSelectRounds = 100;     // then sorts what is left: bounds the worst case
+constexpr uint32_t kRadixBuckets = 2048;  // select_crossing digits: float bits 31-21, 20-10, 9-0
 
 uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
@@ -74,45 +76,60 @@ struct Descending {
   }
 };
 
+uint32_t float_bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return bits;
+}
+
 // Rearranges ids[0, n) (n >= 1, positive weights in value[]) and returns the position k of the
 // first token in Descending order whose cumulative weight passes target (> target, or >= target
 // when `inclusive`); on return ids[0, k) hold exactly the tokens ordered before it. This is the
-// answer of a walk over the fully sorted ids, found by weighted quickselect in expected O(n).
-// Returns the last token when rounding leaves the target unreached.
+// answer of a walk over the fully sorted ids, found by a weighted radix select on the bits of
+// the (positive) weights: O(n) plus a sort of the final, small or all-equal, range. Returns the
+// last token when rounding leaves the target unreached.
 int64_t select_crossing(int32_t* ids, int64_t n, const float* value, double target,
                         bool inclusive) {
-  const Descending cmp{value};
   auto passes = [&](double cumulative) {
     return inclusive ? cumulative >= target : cumulative > target;
   };
+  std::array<double, kRadixBuckets> mass;  // [kRadixBuckets] weight per digit
+  // ids[0, lo) precede every token of ids[lo, hi), which precede ids[hi, n).
   int64_t lo = 0;
   int64_t hi = n;
-  for (int round = 0; hi - lo > kSmallRange && round < kMaxSelectRounds; ++round) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    const int32_t a = ids[lo], b = ids[mid], c = ids[hi - 1];
-    const int64_t pivot_pos = cmp(a, b) ? (cmp(b, c) ? mid : (cmp(a, c) ? hi - 1 : lo))
-                                        : (cmp(a, c) ? lo : (cmp(b, c) ? hi - 1 : mid));
-    std::swap(ids[pivot_pos], ids[hi - 1]);
-    const int32_t pivot = ids[hi - 1];
-    int64_t store = lo;
-    double mass = 0.0;
-    for (int64_t i = lo; i < hi - 1; ++i) {
-      if (cmp(ids[i], pivot)) {
-        mass += value[ids[i]];
-        std::swap(ids[store++], ids[i]);
+  for (int shift : {21, 10, 0}) {
+    if (hi - lo <= kSmallRange) break;
+    auto digit = [&](int32_t id) {
+      return (float_bits(value[id]) >> shift) & (kRadixBuckets - 1);
+    };
+    mass.fill(0.0);
+    for (int64_t i = lo; i < hi; ++i) mass[digit(ids[i])] += value[ids[i]];
+    uint32_t chosen = 0;
+    double above = 0.0;
+    double through = 0.0;
+    for (uint32_t d = kRadixBuckets; d-- > 0;) {
+      if (mass[d] == 0.0) continue;
+      chosen = d;
+      above = through;
+      through += mass[d];
+      if (passes(through)) break;
+    }
+    target -= above;
+    int64_t front = lo, i = lo, back = hi;
+    while (i < back) {
+      const uint32_t d = digit(ids[i]);
+      if (d > chosen) {
+        std::swap(ids[front++], ids[i++]);
+      } else if (d < chosen) {
+        std::swap(ids[i], ids[--back]);
+      } else {
+        ++i;
       }
     }
-    std::swap(ids[store], ids[hi - 1]);
-    if (passes(mass)) {
-      hi = store;
-    } else if (passes(mass + value[pivot])) {
-      return store;
-    } else {
-      target -= mass + value[pivot];
-      lo = store + 1;
-    }
+    lo = front;
+    hi = back;
   }
-  std::sort(ids + lo, ids + hi, cmp);
+  std::sort(ids + lo, ids + hi, Descending{value});
   double cumulative = 0.0;
   for (int64_t i = lo; i < hi; ++i) {
     cumulative += value[ids[i]];
@@ -146,7 +163,6 @@ void check_token_ids(const int32_t* ids, int64_t num_ids, int64_t vocab_size, co
 // work (with probabilities) and ids [vocab_size] (scratch).
 int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
              int64_t vocab_size) {
-
   float kth = -kInf;
   if (params.top_k > 0 && params.top_k < vocab_size) {
     kth = kth_largest(work, vocab_size, params.top_k, ids);
@@ -163,12 +179,12 @@ int64_t draw(const SamplingParams& params, double u, float* work, int32_t* ids,
   }
   if (num_candidates == 0) return -1;
 
-  // Unnormalized probabilities exp((x - max) / T) in work_; the top token's is exactly 1.
+  // Unnormalized probabilities exp((x - max) / T) in work; the top token's is exactly 1.
   const float inv_temperature = 1.0f / params.temperature;
   int64_t num_positive = 0;
   double total = 0.0;
   for (int64_t i = 0; i < num_candidates; ++i) {
-    int32_t id = ids[i];
+    const int32_t id = ids[i];
     float p;
     if (max_logit == kInf) {
       p = work[id] == kInf ? 1.0f : 0.0f;
@@ -266,7 +282,6 @@ SampleResult Sampler::sample(const float* logits, const SamplingContext& ctx) {
   int64_t token = -1;
   if (params.temperature < kGreedyTemperature) {
     token = argmax(work, vocab_size_);
-    if (token >= 0 && work[token] == -kInf) token = -1;
   } else {
     const double u = uniform(ctx.seed, static_cast<uint64_t>(ctx.num_output_tokens));
     token = draw(params, u, work, order_.data(), vocab_size_);
@@ -287,8 +302,9 @@ TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, i
                  "token id " << token_id << " outside vocab of " << vocab_size_);
   PAGEDLLM_CHECK(top_n >= 0, "top_n " << top_n);
 
-  // One pass: max and its multiplicity, rank of token_id, and a heap of the top_n best
-  // (heap[0] is the worst of them) in order_.
+  // One pass: max, rank of token_id, and a heap of the top_n best (heap[0] is the worst of
+  // them, with key worst_key) in order_. Ids arrive in ascending order, so a later id enters
+  // the heap only with a strictly larger key; NaN compares false and never enters or counts.
   const float own = rank_key(logits[token_id]);
   const int64_t n = std::min<int64_t>(top_n, vocab_size_);
   int32_t* heap = order_.data();
@@ -296,37 +312,30 @@ TokenLogprobs Sampler::compute_logprobs(const float* logits, int32_t token_id, i
     const float ka = rank_key(logits[a]), kb = rank_key(logits[b]);
     return ka > kb || (ka == kb && a < b);
   };
+  for (int64_t i = 0; i < n; ++i) {
+    heap[i] = static_cast<int32_t>(i);
+    std::push_heap(heap, heap + i + 1, better);
+  }
+  float worst_key = n > 0 ? rank_key(logits[heap[0]]) : kInf;
   float max_logit = -kInf;
-  int64_t num_max = 0;
   int64_t num_larger = 0;
-  int64_t heap_size = 0;
   for (int64_t i = 0; i < vocab_size_; ++i) {
     const float x = logits[i];
-    if (x > max_logit) {
-      max_logit = x;
-      num_max = 1;
-    } else if (x == max_logit) {
-      ++num_max;
-    }
-    num_larger += rank_key(x) > own;
-    const int32_t id = static_cast<int32_t>(i);
-    if (heap_size < n) {
-      heap[heap_size++] = id;
-      std::push_heap(heap, heap + heap_size, better);
-    } else if (n > 0 && better(id, heap[0])) {
+    max_logit = x > max_logit ? x : max_logit;
+    num_larger += x > own;
+    if (i >= n && x > worst_key) {
       std::pop_heap(heap, heap + n, better);
-      heap[n - 1] = id;
+      heap[n - 1] = static_cast<int32_t>(i);
       std::push_heap(heap, heap + n, better);
+      worst_key = rank_key(logits[heap[0]]);
     }
   }
   // log Z of the softmax. A +inf logit takes all the mass (shared among the +inf ones); an
   // all -inf or NaN row gives -inf everywhere.
-  double log_z;
+  double log_z = 0.0;
   if (max_logit == kInf) {
-    log_z = std::log(static_cast<double>(num_max));
-  } else if (max_logit == -kInf) {
-    log_z = kInf;
-  } else {
+    log_z = std::log(static_cast<double>(std::count(logits, logits + vocab_size_, kInf)));
+  } else if (max_logit > -kInf) {
     double sum = 0.0;
     for (int64_t i = 0; i < vocab_size_; ++i) {
       if (!std::isnan(logits[i])) sum += std::exp(logits[i] - max_logit);
