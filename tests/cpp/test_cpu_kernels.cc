@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/isa.h"
 #include "test_harness.h"
 #include "util/check.h"
@@ -346,8 +347,9 @@ std::vector<float> run_linear(Backend* backend, Isa isa, const LinearCase& lc, D
   if (with_bias) p.bias = bias.tensor({lc.n});
   p.out = strided(out, lc.m, lc.n, ldo);
   backend->linear(p);
-  // The AVX512-BF16 small-M kernel rounds activations to bfloat16 (relative error <= 2^-8).
-  bool bf16_activations = isa == Isa::kAvx512Bf16 && wdt == DType::kBFloat16 && lc.m <= 8;
+  // The AVX512-BF16 single-row kernel rounds activations to bfloat16 (relative error <= 2^-8).
+  bool bf16_activations = isa == Isa::kAvx512Bf16 && wdt == DType::kBFloat16 &&
+                          lc.m <= pagedllm::cpu::kLinearDpbf16MaxM;
   double rel = bf16_activations ? 4.5e-3 : 3e-5;
   std::vector<double> want, tol;
   for (int64_t r = 0; r < lc.m; ++r)
@@ -371,7 +373,8 @@ std::vector<float> run_linear(Backend* backend, Isa isa, const LinearCase& lc, D
 OP_TEST(linear, all_paths) {
   auto backend = make_backend(3);
   Rng rng(6);
-  const LinearCase cases[] = {{1, 64, 48, false},    {3, 200, 129, true},  {17, 200, 129, false},
+  const LinearCase cases[] = {{1, 64, 48, false},    {1, 40, 33, true},    {1, 200, 129, false},
+                              {3, 200, 129, true},   {17, 200, 129, false},
                               {100, 72, 40, true},   {1, 1024, 300, true}, {8, 333, 77, true},
                               {17, 1024, 260, true}, {100, 256, 513, false}};
   for (Isa isa : supported_isas()) {
@@ -483,50 +486,53 @@ struct Cache {
 OP_TEST(write_kv_cache, slots_and_dtypes) {
   auto backend = make_backend(3);
   Rng rng(9);
-  const int64_t t = 10, heads = 2, d = 64, bs = 8, nb = 6, ld = 3 * heads * d;
+  const int64_t t = 10, heads = 2, bs = 8, nb = 6;
   for (Isa isa : supported_isas()) {
     IsaScope scope(isa);
-    for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
-      Cache kc(dt, nb, heads, bs, d, rng), vc(dt, nb, heads, bs, d, rng);
-      Cache k_before = kc, v_before = vc;
-      std::vector<float> qkv = rng.floats(t * ld);
-      std::vector<int64_t> all_slots(nb * bs);
-      std::iota(all_slots.begin(), all_slots.end(), 0);
-      std::shuffle(all_slots.begin(), all_slots.end(), rng.gen);
-      std::vector<int64_t> slots(all_slots.begin(), all_slots.begin() + t);
-      slots[3] = -1;
-      slots[7] = -1;
-      pagedllm::WriteKvCacheParams p;
-      Tensor all = Tensor::contiguous(qkv.data(), DType::kFloat32, {t, 3 * heads, d});
-      p.k = all;
-      p.k.data = qkv.data() + heads * d;
-      p.k.shape[1] = heads;
-      p.v = p.k;
-      p.v.data = qkv.data() + 2 * heads * d;
-      p.slot_mapping = Tensor::contiguous(slots.data(), DType::kInt64, {t});
-      p.k_cache = kc.tensor();
-      p.v_cache = vc.tensor();
-      backend->write_kv_cache(p);
-      int bad = 0;
-      for (int64_t blk = 0; blk < nb; ++blk)
-        for (int64_t h = 0; h < heads; ++h)
-          for (int64_t off = 0; off < bs; ++off) {
-            int64_t slot = blk * bs + off;
-            int64_t tok = std::find(slots.begin(), slots.end(), slot) - slots.begin();
-            for (int64_t i = 0; i < d; ++i)
-              for (int which = 0; which < 2; ++which) {
-                const Cache& c = which ? vc : kc;
-                float want = (which ? v_before : k_before).at(blk, h, off, i);
-                if (tok < t) {
-                  float src = qkv[tok * ld + (1 + which) * heads * d + h * d + i];
-                  want = dt == DType::kBFloat16 ? bf16_value(ref_bf16(src)) : src;
+    for (int64_t d : {64, 68}) {
+      for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
+        const int64_t ld = 3 * heads * d;
+        Cache kc(dt, nb, heads, bs, d, rng), vc(dt, nb, heads, bs, d, rng);
+        Cache k_before = kc, v_before = vc;
+        std::vector<float> qkv = rng.floats(t * ld);
+        std::vector<int64_t> all_slots(nb * bs);
+        std::iota(all_slots.begin(), all_slots.end(), 0);
+        std::shuffle(all_slots.begin(), all_slots.end(), rng.gen);
+        std::vector<int64_t> slots(all_slots.begin(), all_slots.begin() + t);
+        slots[3] = -1;
+        slots[7] = -1;
+        pagedllm::WriteKvCacheParams p;
+        Tensor all = Tensor::contiguous(qkv.data(), DType::kFloat32, {t, 3 * heads, d});
+        p.k = all;
+        p.k.data = qkv.data() + heads * d;
+        p.k.shape[1] = heads;
+        p.v = p.k;
+        p.v.data = qkv.data() + 2 * heads * d;
+        p.slot_mapping = Tensor::contiguous(slots.data(), DType::kInt64, {t});
+        p.k_cache = kc.tensor();
+        p.v_cache = vc.tensor();
+        backend->write_kv_cache(p);
+        int bad = 0;
+        for (int64_t blk = 0; blk < nb; ++blk)
+          for (int64_t h = 0; h < heads; ++h)
+            for (int64_t off = 0; off < bs; ++off) {
+              int64_t slot = blk * bs + off;
+              int64_t tok = std::find(slots.begin(), slots.end(), slot) - slots.begin();
+              for (int64_t i = 0; i < d; ++i)
+                for (int which = 0; which < 2; ++which) {
+                  const Cache& c = which ? vc : kc;
+                  float want = (which ? v_before : k_before).at(blk, h, off, i);
+                  if (tok < t) {
+                    float src = qkv[tok * ld + (1 + which) * heads * d + h * d + i];
+                    want = dt == DType::kBFloat16 ? bf16_value(ref_bf16(src)) : src;
+                  }
+                  if (bits_of(c.at(blk, h, off, i)) != bits_of(want) && bad++ < 5)
+                    PAGEDLLM_TEST_FAIL_(false, tag(isa, dname(dt)) + " slot " + std::to_string(slot));
                 }
-                if (bits_of(c.at(blk, h, off, i)) != bits_of(want) && bad++ < 5)
-                  PAGEDLLM_TEST_FAIL_(false, tag(isa, dname(dt)) + " slot " + std::to_string(slot));
-              }
-          }
-      slots[0] = nb * bs;
-      EXPECT_CHECK_FAILS(backend->write_kv_cache(p));
+            }
+        slots[0] = nb * bs;
+        EXPECT_CHECK_FAILS(backend->write_kv_cache(p));
+      }
     }
   }
 }

@@ -65,66 +65,75 @@ bool make_unit(const PagedAttentionParams& p, const AttentionPlan& plan, int64_t
   return true;
 }
 
-// s[n] = scale * dot(q, k[n]) for n < count; k rows are d floats apart.
-void qk_scores(const float* q, const float* k, int64_t d, int64_t count, float scale, float* s) {
-  int64_t n = 0;
-  int64_t dv = d / kW * kW;
-  int rem = static_cast<int>(d - dv);
-  for (; n + 4 <= count; n += 4) {
-    const float* k0 = k + n * d;
-    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    for (int64_t i = 0; i < dv; i += kW) {
-      vf qv = vload(q + i);
-      a0 = vfmadd(qv, vload(k0 + i), a0);
-      a1 = vfmadd(qv, vload(k0 + d + i), a1);
-      a2 = vfmadd(qv, vload(k0 + 2 * d + i), a2);
-      a3 = vfmadd(qv, vload(k0 + 3 * d + i), a3);
-    }
-    if (rem) {
-      vf qv = vload(q + dv, rem);
-      a0 = vfmadd(qv, vload(k0 + dv, rem), a0);
-      a1 = vfmadd(qv, vload(k0 + d + dv, rem), a1);
-      a2 = vfmadd(qv, vload(k0 + 2 * d + dv, rem), a2);
-      a3 = vfmadd(qv, vload(k0 + 3 * d + dv, rem), a3);
-    }
-    s[n] = vreduce_add(a0) * scale;
-    s[n + 1] = vreduce_add(a1) * scale;
-    s[n + 2] = vreduce_add(a2) * scale;
-    s[n + 3] = vreduce_add(a3) * scale;
+// s[n0 + j] = scale * dot(q, k[n0 + j]) for j < kW, one key per lane. Full: all kW keys
+// exist; else keys past `count` repeat the last key and their lanes are not stored.
+template <int kD, bool kFull>
+void qk_group(const float* q, const float* k, int64_t d_rt, int64_t n0, int64_t count, float scale,
+              float* s) {
+  const int64_t d = kD ? kD : d_rt;
+  // Full groups address key j as kb + j * d (a constant offset when D is known at compile time).
+  const float* kb = k + n0 * d;
+  int64_t row[kW];
+  for (int j = 0; j < kW; ++j) row[j] = kFull ? j * d : (std::min<int64_t>(n0 + j, count - 1) - n0) * d;
+  vf acc[kW];
+#pragma GCC unroll 16
+  for (int j = 0; j < kW; ++j) acc[j] = vzero();
+  int64_t i = 0;
+  for (; i + kW <= d; i += kW) {
+    vf qv = vload(q + i);
+#pragma GCC unroll 16
+    for (int j = 0; j < kW; ++j) acc[j] = vfmadd(qv, vload(kb + (kFull ? j * d : row[j]) + i), acc[j]);
   }
-  for (; n < count; ++n) {
-    const float* kn = k + n * d;
-    vf a = vzero();
-    for (int64_t i = 0; i < dv; i += kW) a = vfmadd(vload(q + i), vload(kn + i), a);
-    if (rem) a = vfmadd(vload(q + dv, rem), vload(kn + dv, rem), a);
-    s[n] = vreduce_add(a) * scale;
+  if (i < d) {
+    int rem = static_cast<int>(d - i);
+    vf qv = vload(q + i, rem);
+    for (int j = 0; j < kW; ++j) acc[j] = vfmadd(qv, vload(kb + row[j] + i, rem), acc[j]);
+  }
+  vf sv = vmul(vsum_lanes(acc), vset1(scale));
+  if (kFull) {
+    vstore(s + n0, sv);
+  } else {
+    vstore(s + n0, sv, static_cast<int>(count - n0));
   }
 }
 
-// acc[:] += sum_n w[n] * v[n, :] for n < count; v rows are d floats apart.
-void pv_accumulate(float* acc, const float* w, const float* v, int64_t count, int64_t d) {
-  int64_t i = 0;
-  for (; i + 4 * kW <= d; i += 4 * kW) {
-    vf c0 = vload(acc + i), c1 = vload(acc + i + kW), c2 = vload(acc + i + 2 * kW),
-       c3 = vload(acc + i + 3 * kW);
-    for (int64_t n = 0; n < count; ++n) {
-      vf wn = vset1(w[n]);
-      const float* vn = v + n * d + i;
-      c0 = vfmadd(wn, vload(vn), c0);
-      c1 = vfmadd(wn, vload(vn + kW), c1);
-      c2 = vfmadd(wn, vload(vn + 2 * kW), c2);
-      c3 = vfmadd(wn, vload(vn + 3 * kW), c3);
-    }
-    vstore(acc + i, c0);
-    vstore(acc + i + kW, c1);
-    vstore(acc + i + 2 * kW, c2);
-    vstore(acc + i + 3 * kW, c3);
+// s[n] = scale * dot(q, k[n]) for n < count; k rows are d floats apart.
+template <int kD>
+void qk_scores(const float* q, const float* k, int64_t d, int64_t count, float scale, float* s) {
+  int64_t n = 0;
+  for (; n + kW <= count; n += kW) qk_group<kD, true>(q, k, d, n, count, scale, s);
+  if (n < count) qk_group<kD, false>(q, k, d, n, count, scale, s);
+}
+
+template <int kD, int NB>
+void pv_block(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+  const int64_t d = kD ? kD : d_rt;
+  vf c[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) c[b] = vload(acc + b * kW);
+  for (int64_t n = 0; n < count; ++n) {
+    vf wn = vset1(w[n]);
+    const float* vn = v + n * d;
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) c[b] = vfmadd(wn, vload(vn + b * kW), c[b]);
   }
-  for (; i < d; i += kW) {
-    int len = static_cast<int>(std::min<int64_t>(kW, d - i));
-    vf c = vload(acc + i, len);
-    for (int64_t n = 0; n < count; ++n) c = vfmadd(vset1(w[n]), vload(v + n * d + i, len), c);
-    vstore(acc + i, c, len);
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) vstore(acc + b * kW, c[b]);
+}
+
+// acc[:] += sum_n w[n] * v[n, :] for n < count; v rows are d floats apart.
+template <int kD>
+void pv_accumulate(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+  const int64_t d = kD ? kD : d_rt;
+  int64_t i = 0;
+  for (; i + 8 * kW <= d; i += 8 * kW) pv_block<kD, 8>(acc + i, w, v + i, count, d);
+  for (; i + 4 * kW <= d; i += 4 * kW) pv_block<kD, 4>(acc + i, w, v + i, count, d);
+  for (; i + kW <= d; i += kW) pv_block<kD, 1>(acc + i, w, v + i, count, d);
+  if (i < d) {
+    int rem = static_cast<int>(d - i);
+    vf c = vload(acc + i, rem);
+    for (int64_t n = 0; n < count; ++n) c = vfmadd(vset1(w[n]), vload(v + n * d + i, rem), c);
+    vstore(acc + i, c, rem);
   }
 }
 
@@ -136,10 +145,17 @@ void scale_row(float* x, float alpha, int64_t d) {
 }
 
 // Online-softmax update of one query vector with scores s[0:count] (overwritten by weights).
+template <int kD>
 void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* acc, float* m,
                     float* l) {
   float mb = kNegInf;
-  for (int64_t n = 0; n < count; ++n) mb = fmax_of(mb, s[n]);
+  int64_t n = 0;
+  if (count >= kW) {
+    vf mv = vload(s);
+    for (n = kW; n + kW <= count; n += kW) mv = vmax(mv, vload(s + n));
+    mb = vreduce_max(mv);
+  }
+  for (; n < count; ++n) mb = fmax_of(mb, s[n]);
   float m_new = fmax_of(*m, mb);
   if (m_new > *m) {
     float alpha = std::exp(*m - m_new);
@@ -149,8 +165,7 @@ void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* a
   }
   vf mv = vset1(m_new);
   vf sum = vzero();
-  int64_t n = 0;
-  for (; n + kW <= count; n += kW) {
+  for (n = 0; n + kW <= count; n += kW) {
     vf e = vexp(vsub(vload(s + n), mv));
     vstore(s + n, e);
     sum = vadd(sum, e);
@@ -162,7 +177,13 @@ void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* a
     sum = vadd(sum, vload(s + n, rem));
   }
   *l += vreduce_add(sum);
-  pv_accumulate(acc, s, v, count, d);
+  pv_accumulate<kD>(acc, s, v, count, d);
+}
+
+void copy_floats(const float* src, float* dst, int64_t count) {
+  int64_t i = 0;
+  for (; i + kW <= count; i += kW) vstore(dst + i, vload(src + i));
+  if (i < count) vstore(dst + i, vload(src + i, static_cast<int>(count - i)), static_cast<int>(count - i));
 }
 
 template <typename C>
@@ -182,10 +203,10 @@ const float* block_rows<uint16_t>(const uint16_t* src, float* buf, int64_t count
 }
 
 // Computes split `split` of unit u into out. work: thread scratch past the two partials.
-template <typename C>
+template <typename C, int kD>
 void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, const Unit& u,
                   int64_t split, Partial out, float* work) {
-  const int64_t d = plan.head_dim, bs = plan.block_size, group = plan.group;
+  const int64_t d = kD ? kD : plan.head_dim, bs = plan.block_size, group = plan.group;
   const int64_t nv = u.rows * group;
   for (int64_t v = 0; v < nv; ++v) {
     out.m[v] = kNegInf;
@@ -211,8 +232,8 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
       const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
       for (int64_t gh = 0; gh < group; ++gh) {
         int64_t v = r * group + gh;
-        qk_scores(qrow + (u.g * group + gh) * p.q.stride[1], kb, d, vis, p.scale, scores);
-        softmax_update(scores, vis, vb, d, out.acc + v * d, out.m + v, out.l + v);
+        qk_scores<kD>(qrow + (u.g * group + gh) * p.q.stride[1], kb, d, vis, p.scale, scores);
+        softmax_update<kD>(scores, vis, vb, d, out.acc + v * d, out.m + v, out.l + v);
       }
     }
   }
@@ -237,12 +258,6 @@ void combine(Partial run, Partial part, int64_t nv, int64_t d) {
       vstore(x + i, vfmadd(vload(y + i, rem), bv, vmul(vload(x + i, rem), av)), rem);
     }
   }
-}
-
-void copy_floats(const float* src, float* dst, int64_t count) {
-  int64_t i = 0;
-  for (; i + kW <= count; i += kW) vstore(dst + i, vload(src + i));
-  if (i < count) vstore(dst + i, vload(src + i, static_cast<int>(count - i)), static_cast<int>(count - i));
 }
 
 void copy_partial(Partial dst, Partial src, int64_t nv, int64_t d) {
@@ -275,8 +290,8 @@ void for_each_dynamic(ThreadPool& pool, int64_t n, const F& task) {
   pool.parallel_for(std::min<int64_t>(pool.num_threads(), n), 1, std::cref(body));
 }
 
-template <typename C>
-void paged_attention_impl(const PagedAttentionParams& p, const AttentionPlan& plan,
+template <typename C, int kD>
+void paged_attention_run(const PagedAttentionParams& p, const AttentionPlan& plan,
                           const KernelContext& ctx) {
   PAGEDLLM_CHECK(ctx.scratch_floats >= plan.scratch_floats, "attention scratch too small");
   ThreadPool& pool = *ctx.pool;
@@ -295,9 +310,9 @@ void paged_attention_impl(const PagedAttentionParams& p, const AttentionPlan& pl
       Partial run, part;
       float* work;
       thread_parts(tid, &run, &part, &work);
-      attend_split<C>(p, plan, u, 0, run, work);
+      attend_split<C, kD>(p, plan, u, 0, run, work);
       for (int64_t s = 1; s < u.num_splits; ++s) {
-        attend_split<C>(p, plan, u, s, part, work);
+        attend_split<C, kD>(p, plan, u, s, part, work);
         combine(run, part, u.rows * plan.group, d);
       }
       write_output(p, plan, u, run);
@@ -317,7 +332,7 @@ void paged_attention_impl(const PagedAttentionParams& p, const AttentionPlan& pl
     Partial run, part;
     float* work;
     thread_parts(tid, &run, &part, &work);
-    attend_split<C>(p, plan, u, s, partial_of(unit, s), work);
+    attend_split<C, kD>(p, plan, u, s, partial_of(unit, s), work);
   });
   for_each_dynamic(pool, num_units, [&](int64_t unit, int tid) {
     Unit u;
@@ -330,6 +345,18 @@ void paged_attention_impl(const PagedAttentionParams& p, const AttentionPlan& pl
     for (int64_t s = 1; s < u.num_splits; ++s) combine(run, partial_of(unit, s), nv, d);
     write_output(p, plan, u, run);
   });
+}
+
+// Head dims with a specialized (compile-time D) kernel; others take the generic one.
+template <typename C>
+void paged_attention_impl(const PagedAttentionParams& p, const AttentionPlan& plan,
+                          const KernelContext& ctx) {
+  switch (plan.head_dim) {
+    case 64: paged_attention_run<C, 64>(p, plan, ctx); break;
+    case 128: paged_attention_run<C, 128>(p, plan, ctx); break;
+    case 256: paged_attention_run<C, 256>(p, plan, ctx); break;
+    default: paged_attention_run<C, 0>(p, plan, ctx); break;
+  }
 }
 
 }  // namespace

@@ -9,7 +9,9 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kLinearPanelRows = 64;
+constexpr int64_t kLinearPanelRows = 128;   // weight rows per sgemm tile
+constexpr int64_t kLinearMinTileRows = 64;  // activation rows per sgemm tile, at least
+constexpr int64_t kLinearTargetTiles = 32;  // enough tiles to feed a large machine
 constexpr int64_t kAttnTileVectors = 32;  // query vectors (rows x group heads) per unit
 constexpr int64_t kAttnSplitKeys = 512;   // keys per split
 constexpr int64_t kAttnPartialCapFloats = int64_t{8} << 20;  // split-parallel storage cap
@@ -18,14 +20,23 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 }  // namespace
 
-int64_t linear_panel_rows() { return kLinearPanelRows; }
+LinearTiling linear_tiling(int64_t m, int64_t n) {
+  LinearTiling t;
+  t.nt = std::min(kLinearPanelRows, round_up(n, 16));
+  t.tiles_n = (n + t.nt - 1) / t.nt;
+  int64_t want_m = (kLinearTargetTiles + t.tiles_n - 1) / t.tiles_n;
+  t.tiles_m = std::max<int64_t>(1, std::min(want_m, m / kLinearMinTileRows));
+  t.mt = round_up((m + t.tiles_m - 1) / t.tiles_m, 16);
+  t.tiles_m = (m + t.mt - 1) / t.mt;
+  return t;
+}
 
 int64_t linear_scratch_floats(const LinearParams& p, int num_threads) {
   if (p.weight.dtype != DType::kBFloat16) return 0;
   int64_t m = p.x.shape[0];
   int64_t k = p.x.shape[1];
   if (m <= kLinearSmallM) return m * round_up(k, 32) / 2;  // x rounded to bfloat16
-  return num_threads * linear_panel_rows() * round_up(k, 16);
+  return num_threads * linear_tiling(m, p.weight.shape[0]).nt * round_up(k, 16);
 }
 
 AttentionPlan plan_attention(const PagedAttentionParams& p, int num_threads) {

@@ -1,6 +1,6 @@
-// linear for the AVX512-BF16 tier. Small M with bfloat16 weights rounds the activations to
-// bfloat16 (round to nearest even) and accumulates pairs of products in float32 with
-// _mm512_dpbf16_ps; everything else is the AVX-512 code of linear_impl.h.
+// linear for the AVX512-BF16 tier. M <= kLinearDpbf16MaxM with bfloat16 weights rounds the
+// activations to bfloat16 (round to nearest even) and accumulates pairs of products in
+// float32 with _mm512_dpbf16_ps; everything else is the AVX-512 code of linear_impl.h.
 #include "backend/cpu/linear_impl.h"
 
 #if !defined(__AVX512BF16__)
@@ -78,7 +78,7 @@ void dp_range(const uint16_t* xb, int64_t ldxb, const LinearArgs& a, int64_t n0,
 }  // namespace
 
 void linear_avx512bf16(const LinearParams& p, const KernelContext& ctx) {
-  if (p.weight.dtype != DType::kBFloat16 || p.x.shape[0] > kLinearSmallM) {
+  if (p.weight.dtype != DType::kBFloat16 || p.x.shape[0] > kLinearDpbf16MaxM) {
     linear_generic(p, ctx);
     return;
   }

@@ -2,9 +2,9 @@
 // split over weight rows (output columns), so every output element is computed by one thread
 // in a fixed order: results do not depend on the thread count.
 //   M <= kLinearSmallM: direct kernel, register tiles of MT x rows by NT weight rows.
-//   larger M: single-threaded sgemm per panel of linear_panel_rows() weight rows (a fixed
-//   partition, so results do not depend on the thread count either); a bfloat16 panel is
-//   widened to float32 in the thread's scratch first.
+//   larger M: single-threaded sgemm per tile of linear_tiling() (a grid fixed by the shape,
+//   so results do not depend on the thread count either); a bfloat16 weight panel is widened
+//   to float32 in the thread's scratch first.
 #pragma once
 
 #include <algorithm>
@@ -133,16 +133,22 @@ void bf16_to_f32(const uint16_t* src, float* dst, int64_t count) {
   }
 }
 
-// Large M: columns [j0, j1) of one panel by sgemm; bfloat16 weights are first widened into
-// `panel` ([linear_panel_rows(), K] float32).
-void sgemm_panel(const LinearArgs& a, bool bf16, float* panel, int64_t j0, int64_t j1) {
+// Large M: out[i0:i1, j0:j1] by sgemm. A bfloat16 weight panel (rows [j0, j1)) is widened
+// into `panel` ([nt, K] float32) unless it already holds it (*cached == j0).
+void sgemm_tile(const LinearArgs& a, bool bf16, float* panel, int64_t* cached, int64_t i0,
+                int64_t i1, int64_t j0, int64_t j1) {
+  const float* w = static_cast<const float*>(a.w) + j0 * a.k;
   if (bf16) {
-    bf16_to_f32(static_cast<const uint16_t*>(a.w) + j0 * a.k, panel, (j1 - j0) * a.k);
-    sgemm_range(a, panel, a.k, j0, j1);
-  } else {
-    sgemm_range(a, static_cast<const float*>(a.w) + j0 * a.k, a.k, j0, j1);
+    if (*cached != j0) bf16_to_f32(static_cast<const uint16_t*>(a.w) + j0 * a.k, panel, (j1 - j0) * a.k);
+    *cached = j0;
+    w = panel;
   }
-  add_bias(a, bf16, j0, j1);
+  LinearArgs rows = a;
+  rows.x = a.x + i0 * a.ldx;
+  rows.out = a.out + i0 * a.ldo;
+  rows.m = i1 - i0;
+  sgemm_range(rows, w, a.k, j0, j1);
+  add_bias(rows, bf16, j0, j1);
 }
 
 // Everything but the small-M bfloat16 case, which a tier may replace (see linear_avx512bf16.cc).
@@ -163,14 +169,18 @@ void linear_generic(const LinearParams& p, const KernelContext& ctx) {
     pool.parallel_for(a.n, min_cols, std::cref(body));
     return;
   }
-  const int64_t rows = linear_panel_rows();
-  const int64_t stride = rows * ((a.k + 15) / 16 * 16);
+  const LinearTiling t = linear_tiling(a.m, a.n);
+  const int64_t stride = t.nt * ((a.k + 15) / 16 * 16);
   PAGEDLLM_CHECK(!bf16 || ctx.scratch_floats >= pool.num_threads() * stride, "linear scratch too small");
-  auto body = [&](int64_t p0, int64_t p1, int tid) {
-    for (int64_t i = p0; i < p1; ++i)
-      sgemm_panel(a, bf16, ctx.scratch + tid * stride, i * rows, std::min(a.n, (i + 1) * rows));
+  auto body = [&](int64_t t0, int64_t t1, int tid) {
+    int64_t cached = -1;
+    for (int64_t i = t0; i < t1; ++i) {
+      int64_t j0 = i / t.tiles_m * t.nt, i0 = i % t.tiles_m * t.mt;
+      sgemm_tile(a, bf16, ctx.scratch + tid * stride, &cached, i0, std::min(a.m, i0 + t.mt), j0,
+                 std::min(a.n, j0 + t.nt));
+    }
   };
-  pool.parallel_for((a.n + rows - 1) / rows, 1, std::cref(body));
+  pool.parallel_for(t.tiles_m * t.tiles_n, 1, std::cref(body));
 }
 
 }  // namespace
