@@ -30,6 +30,20 @@ inline void cpu_relax() {
 #endif
 }
 
+// Polls cond() for up to kSpinTime, yielding the core now and then so that an oversubscribed
+// machine still runs the thread we wait for.
+template <typename Cond>
+void spin_while(const Cond& cond) {
+  auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int iter = 1; cond(); ++iter) {
+    cpu_relax();
+    if (iter % 8 == 0) {
+      if (std::chrono::steady_clock::now() >= spin_until) return;
+      std::this_thread::yield();
+    }
+  }
+}
+
 }  // namespace
 
 struct ThreadPool::State {
@@ -66,11 +80,7 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads), state_(new 
     s->workers.emplace_back([s, idx] {
       uint64_t seen = 0;
       for (;;) {
-        auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
-        while (s->generation.load(std::memory_order_acquire) == seen &&
-               std::chrono::steady_clock::now() < spin_until) {
-          for (int i = 0; i < 64; ++i) cpu_relax();
-        }
+        spin_while([&] { return s->generation.load(std::memory_order_acquire) == seen; });
         const std::function<void(int64_t, int64_t, int)>* fn;
         int64_t n, chunk;
         int num_chunks;
@@ -144,11 +154,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_chunk,
     caller_error = std::current_exception();
   }
 
-  auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
-  while (s->remaining.load(std::memory_order_acquire) != 0 &&
-         std::chrono::steady_clock::now() < spin_until) {
-    for (int i = 0; i < 16; ++i) cpu_relax();
-  }
+  spin_while([&] { return s->remaining.load(std::memory_order_acquire) != 0; });
   std::exception_ptr worker_error;
   {
     std::unique_lock<std::mutex> lock(s->mu);
