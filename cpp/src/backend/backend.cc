@@ -39,7 +39,8 @@ Tensor Buffer::as_tensor(DType dtype, std::initializer_list<int64_t> shape) cons
 
 Buffer Backend::allocate_buffer(size_t nbytes) {
   void* data = allocate(nbytes);
-  PAGEDLLM_CHECK(data != nullptr, "backend " << name() << ": out of memory allocating " << nbytes << " bytes");
+  PAGEDLLM_CHECK(data != nullptr,
+                 "backend " << name() << ": out of memory allocating " << nbytes << " bytes");
   return Buffer(this, data, nbytes);
 }
 

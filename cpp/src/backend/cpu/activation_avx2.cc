@@ -34,8 +34,7 @@ void silu_and_mul_avx2(const SiluAndMulParams& p, const KernelContext& ctx) {
       }
     }
   };
-  ctx.pool->parallel_for(p.out.shape[0], std::max<int64_t>(1, 8192 / std::max<int64_t>(inter, 1)),
-                         std::cref(body));
+  ctx.pool->parallel_for(p.out.shape[0], rows_per_task(2 * inter), std::cref(body));
 }
 
 }  // namespace cpu

@@ -65,7 +65,9 @@ std::unique_ptr<CpuBackend> CpuBackend::create(int num_threads, std::string* err
     }
     return nullptr;
   }
-  if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (num_threads <= 0) {
+    num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
   return std::unique_ptr<CpuBackend>(new CpuBackend(num_threads));
 }
 
@@ -105,7 +107,8 @@ void CpuBackend::copy_to_host(void* dst_host, const void* src, size_t nbytes) {
 
 Tensor CpuBackend::upload_weight(const Tensor& src, DType dtype, Buffer* storage) {
   if (src.dtype == dtype) return src;
-  PAGEDLLM_CHECK(is_weight_dtype(dtype), "weights convert to float32 or bfloat16, not " << dtype_name(dtype));
+  PAGEDLLM_CHECK(is_weight_dtype(dtype),
+                 "weights convert to float32 or bfloat16, not " << dtype_name(dtype));
   PAGEDLLM_CHECK(is_weight_dtype(src.dtype) || src.dtype == DType::kFloat16,
                  "cannot convert a " << dtype_name(src.dtype) << " weight");
   PAGEDLLM_CHECK(src.is_contiguous(), "upload_weight needs a contiguous source");

@@ -15,10 +15,15 @@ constexpr int64_t kLinearTargetTiles = 32;  // enough tiles to feed a large mach
 constexpr int64_t kAttnTileVectors = 32;  // query vectors (rows x group heads) per unit
 constexpr int64_t kAttnSplitKeys = 512;   // keys per split
 constexpr int64_t kAttnPartialCapFloats = int64_t{8} << 20;  // split-parallel storage cap
+constexpr int64_t kMinTaskElements = 16384;  // element-wise ops: smallest chunk per thread
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 }  // namespace
+
+int64_t rows_per_task(int64_t row_len) {
+  return std::max<int64_t>(1, kMinTaskElements / std::max<int64_t>(row_len, 1));
+}
 
 LinearTiling linear_tiling(int64_t m, int64_t n) {
   LinearTiling t;

@@ -74,6 +74,9 @@ void paged_attention_avx512(const PagedAttentionParams& p, const AttentionPlan& 
                             const KernelContext& ctx);
 
 // ---- element-wise and data-movement ops (AVX2; memory-bound, used on every tier) ----
+// The fewest rows of row_len elements worth handing to another thread.
+int64_t rows_per_task(int64_t row_len);
+
 void embedding_avx2(const EmbeddingParams& p, const KernelContext& ctx);
 void gather_rows_avx2(const GatherRowsParams& p, const KernelContext& ctx);
 void rms_norm_avx2(const RmsNormParams& p, const KernelContext& ctx);

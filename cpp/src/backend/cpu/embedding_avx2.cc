@@ -11,23 +11,6 @@
 namespace pagedllm {
 namespace cpu {
 
-namespace {
-
-void widen_row(const uint16_t* src, float* dst, int64_t h) {
-  int64_t i = 0;
-  for (; i + kW <= h; i += kW) vstore(dst + i, vload(src + i));
-  if (i < h) {
-    int rem = static_cast<int>(h - i);
-    vstore(dst + i, vload(src + i, rem), rem);
-  }
-}
-
-int64_t rows_per_chunk(int64_t row_len) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_len, 1));
-}
-
-}  // namespace
-
 void embedding_avx2(const EmbeddingParams& p, const KernelContext& ctx) {
   int64_t h = p.table.shape[1];
   bool bf16 = p.table.dtype == DType::kBFloat16;
@@ -37,27 +20,27 @@ void embedding_avx2(const EmbeddingParams& p, const KernelContext& ctx) {
       float* out = p.out.ptr<float>() + t * p.out.stride[0];
       int64_t row = static_cast<int64_t>(ids[t]) * p.table.stride[0];
       if (bf16) {
-        widen_row(p.table.ptr<uint16_t>() + row, out, h);
+        vconvert(p.table.ptr<uint16_t>() + row, out, h);
       } else {
         std::memcpy(out, p.table.ptr<float>() + row, static_cast<size_t>(h) * sizeof(float));
       }
     }
   };
-  ctx.pool->parallel_for(p.token_ids.shape[0], rows_per_chunk(h), std::cref(body));
+  ctx.pool->parallel_for(p.token_ids.shape[0], rows_per_task(h), std::cref(body));
 }
 
 void gather_rows_avx2(const GatherRowsParams& p, const KernelContext& ctx) {
   int64_t h = p.x.shape[1];
-  size_t elem = dtype_size(p.x.dtype);
+  int64_t elem = static_cast<int64_t>(dtype_size(p.x.dtype));
   const int32_t* idx = p.indices.ptr<int32_t>();
   auto body = [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
-      const char* src = static_cast<const char*>(p.x.data) + idx[r] * p.x.stride[0] * static_cast<int64_t>(elem);
-      char* dst = static_cast<char*>(p.out.data) + r * p.out.stride[0] * static_cast<int64_t>(elem);
-      std::memcpy(dst, src, static_cast<size_t>(h) * elem);
+      const char* src = static_cast<const char*>(p.x.data) + idx[r] * p.x.stride[0] * elem;
+      char* dst = static_cast<char*>(p.out.data) + r * p.out.stride[0] * elem;
+      std::memcpy(dst, src, static_cast<size_t>(h * elem));
     }
   };
-  ctx.pool->parallel_for(p.indices.shape[0], rows_per_chunk(h), std::cref(body));
+  ctx.pool->parallel_for(p.indices.shape[0], rows_per_task(h), std::cref(body));
 }
 
 }  // namespace cpu

@@ -14,16 +14,6 @@ namespace cpu {
 namespace {
 
 template <typename C>
-void store_row(const float* src, C* dst, int64_t d) {
-  int64_t i = 0;
-  for (; i + kW <= d; i += kW) vstore(dst + i, vload(src + i));
-  if (i < d) {
-    int rem = static_cast<int>(d - i);
-    vstore(dst + i, vload(src + i, rem), rem);
-  }
-}
-
-template <typename C>
 void write_tokens(const WriteKvCacheParams& p, int64_t t0, int64_t t1) {
   int64_t heads = p.k_cache.shape[1];
   int64_t block_size = p.k_cache.shape[2];
@@ -35,8 +25,8 @@ void write_tokens(const WriteKvCacheParams& p, int64_t t0, int64_t t1) {
     int64_t base = ((slot / block_size) * heads * block_size + slot % block_size) * d;
     for (int64_t h = 0; h < heads; ++h) {
       int64_t off = base + h * block_size * d;
-      store_row(p.k.ptr<float>() + t * p.k.stride[0] + h * p.k.stride[1], p.k_cache.ptr<C>() + off, d);
-      store_row(p.v.ptr<float>() + t * p.v.stride[0] + h * p.v.stride[1], p.v_cache.ptr<C>() + off, d);
+      vconvert(p.k.ptr<float>() + t * p.k.stride[0] + h * p.k.stride[1], p.k_cache.ptr<C>() + off, d);
+      vconvert(p.v.ptr<float>() + t * p.v.stride[0] + h * p.v.stride[1], p.v_cache.ptr<C>() + off, d);
     }
   }
 }
@@ -53,8 +43,7 @@ void write_kv_cache_avx2(const WriteKvCacheParams& p, const KernelContext& ctx) 
     }
   };
   int64_t per_token = 2 * p.k.shape[1] * p.k.shape[2];
-  ctx.pool->parallel_for(p.slot_mapping.shape[0], std::max<int64_t>(1, 8192 / std::max<int64_t>(per_token, 1)),
-                         std::cref(body));
+  ctx.pool->parallel_for(p.slot_mapping.shape[0], rows_per_task(per_token), std::cref(body));
 }
 
 }  // namespace cpu

@@ -86,16 +86,7 @@ void linear_avx512bf16(const LinearParams& p, const KernelContext& ctx) {
   int64_t ldxb = (a.k + kPairs - 1) / kPairs * kPairs;
   PAGEDLLM_CHECK(ctx.scratch_floats * 2 >= a.m * ldxb, "linear scratch too small");
   uint16_t* xb = reinterpret_cast<uint16_t*>(ctx.scratch);  // [M, ldxb] bfloat16
-  for (int64_t i = 0; i < a.m; ++i) {
-    const float* src = a.x + i * a.ldx;
-    uint16_t* dst = xb + i * ldxb;
-    int64_t kk = 0;
-    for (; kk + kW <= a.k; kk += kW) vstore(dst + kk, vload(src + kk));
-    if (kk < a.k) {
-      int rem = static_cast<int>(a.k - kk);
-      vstore(dst + kk, vload(src + kk, rem), rem);
-    }
-  }
+  for (int64_t i = 0; i < a.m; ++i) vconvert(a.x + i * a.ldx, xb + i * ldxb, a.k);
   int64_t min_cols = std::max<int64_t>(16, 4096 / std::max<int64_t>(a.k, 1));
   auto body = [&](int64_t n0, int64_t n1, int) {
     dp_range(xb, ldxb, a, n0, n1);

@@ -1,10 +1,10 @@
-// out = x @ weight^T (+ bias) for one ISA tier (included once by linear_<isa>.cc). Work is
-// split over weight rows (output columns), so every output element is computed by one thread
-// in a fixed order: results do not depend on the thread count.
-//   M <= kLinearSmallM: direct kernel, register tiles of MT x rows by NT weight rows.
-//   larger M: single-threaded sgemm per tile of linear_tiling() (a grid fixed by the shape,
-//   so results do not depend on the thread count either); a bfloat16 weight panel is widened
-//   to float32 in the thread's scratch first.
+// out = x @ weight^T (+ bias) for one ISA tier (included once by linear_<isa>.cc). Every
+// output element is computed by one thread, in an order fixed by the shape alone, so results
+// do not depend on the thread count.
+//   M <= kLinearSmallM: direct kernel over column ranges; register tiles of MT activation
+//   rows x NT weight rows.
+//   larger M: single-threaded sgemm per tile of linear_tiling(); a bfloat16 weight panel is
+//   widened to float32 in the thread's scratch first.
 #pragma once
 
 #include <algorithm>
@@ -57,7 +57,8 @@ void small_m_tile(const float* x, int64_t ldx, const W* w, int64_t k, float* out
     int rem = static_cast<int>(k - kk);
     for (int mi = 0; mi < MT; ++mi) {
       vf xv = vload(x + mi * ldx + kk, rem);
-      for (int ni = 0; ni < NT; ++ni) acc[mi][ni] = vfmadd(xv, vload(w + ni * k + kk, rem), acc[mi][ni]);
+      for (int ni = 0; ni < NT; ++ni)
+        acc[mi][ni] = vfmadd(xv, vload(w + ni * k + kk, rem), acc[mi][ni]);
     }
   }
   for (int mi = 0; mi < MT; ++mi)
@@ -123,23 +124,13 @@ void sgemm_range(const LinearArgs& a, const float* w, int64_t ldw, int64_t n0, i
               static_cast<blasint>(a.ldo));
 }
 
-// Converts count bfloat16 values to float32.
-void bf16_to_f32(const uint16_t* src, float* dst, int64_t count) {
-  int64_t i = 0;
-  for (; i + kW <= count; i += kW) vstore(dst + i, vload(src + i));
-  if (i < count) {
-    int rem = static_cast<int>(count - i);
-    vstore(dst + i, vload(src + i, rem), rem);
-  }
-}
-
 // Large M: out[i0:i1, j0:j1] by sgemm. A bfloat16 weight panel (rows [j0, j1)) is widened
 // into `panel` ([nt, K] float32) unless it already holds it (*cached == j0).
 void sgemm_tile(const LinearArgs& a, bool bf16, float* panel, int64_t* cached, int64_t i0,
                 int64_t i1, int64_t j0, int64_t j1) {
   const float* w = static_cast<const float*>(a.w) + j0 * a.k;
   if (bf16) {
-    if (*cached != j0) bf16_to_f32(static_cast<const uint16_t*>(a.w) + j0 * a.k, panel, (j1 - j0) * a.k);
+    if (*cached != j0) vconvert(static_cast<const uint16_t*>(a.w) + j0 * a.k, panel, (j1 - j0) * a.k);
     *cached = j0;
     w = panel;
   }
@@ -171,7 +162,8 @@ void linear_generic(const LinearParams& p, const KernelContext& ctx) {
   }
   const LinearTiling t = linear_tiling(a.m, a.n);
   const int64_t stride = t.nt * ((a.k + 15) / 16 * 16);
-  PAGEDLLM_CHECK(!bf16 || ctx.scratch_floats >= pool.num_threads() * stride, "linear scratch too small");
+  PAGEDLLM_CHECK(!bf16 || ctx.scratch_floats >= pool.num_threads() * stride,
+                 "linear scratch too small");
   auto body = [&](int64_t t0, int64_t t1, int tid) {
     int64_t cached = -1;
     for (int64_t i = t0; i < t1; ++i) {

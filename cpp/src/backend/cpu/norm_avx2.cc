@@ -73,8 +73,6 @@ void head_rms_norm_rows(const HeadRmsNormParams& p, int64_t r0, int64_t r1) {
   }
 }
 
-int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(row_len, 1)); }
-
 }  // namespace
 
 void rms_norm_avx2(const RmsNormParams& p, const KernelContext& ctx) {
@@ -86,7 +84,7 @@ void rms_norm_avx2(const RmsNormParams& p, const KernelContext& ctx) {
       rms_norm_rows<float>(p, r0, r1);
     }
   };
-  ctx.pool->parallel_for(p.x.shape[0], rows_per_chunk(p.x.shape[1]), std::cref(body));
+  ctx.pool->parallel_for(p.x.shape[0], rows_per_task(p.x.shape[1]), std::cref(body));
 }
 
 void head_rms_norm_avx2(const HeadRmsNormParams& p, const KernelContext& ctx) {
@@ -98,7 +96,7 @@ void head_rms_norm_avx2(const HeadRmsNormParams& p, const KernelContext& ctx) {
       head_rms_norm_rows<float>(p, r0, r1);
     }
   };
-  ctx.pool->parallel_for(p.x.shape[0] * p.x.shape[1], rows_per_chunk(p.x.shape[2]),
+  ctx.pool->parallel_for(p.x.shape[0] * p.x.shape[1], rows_per_task(p.x.shape[2]),
                          std::cref(body));
 }
 

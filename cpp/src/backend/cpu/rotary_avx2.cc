@@ -24,7 +24,8 @@ void rotate_head(float* x, const float* cos, const float* sin, int64_t half) {
   }
   if (i < half) {
     int rem = static_cast<int>(half - i);
-    vf a = vload(x + i, rem), b = vload(x2 + i, rem), c = vload(cos + i, rem), s = vload(sin + i, rem);
+    vf a = vload(x + i, rem), b = vload(x2 + i, rem);
+    vf c = vload(cos + i, rem), s = vload(sin + i, rem);
     vstore(x + i, vsub(vmul(a, c), vmul(b, s)), rem);
     vstore(x2 + i, vfmadd(a, s, vmul(b, c)), rem);
   }
@@ -34,7 +35,8 @@ void rotate_tokens(const Tensor& x, const RotaryParams& p, int64_t t0, int64_t t
   int64_t heads = x.shape[1];
   int64_t half = x.shape[2] / 2;
   for (int64_t t = t0; t < t1; ++t) {
-    const float* cos = p.cos_sin_cache.ptr<float>() + p.positions.ptr<int32_t>()[t] * p.cos_sin_cache.stride[0];
+    int64_t pos = p.positions.ptr<int32_t>()[t];
+    const float* cos = p.cos_sin_cache.ptr<float>() + pos * p.cos_sin_cache.stride[0];
     const float* sin = cos + half;
     for (int64_t h = 0; h < heads; ++h)
       rotate_head(x.ptr<float>() + t * x.stride[0] + h * x.stride[1], cos, sin, half);
@@ -49,8 +51,7 @@ void rotary_embedding_avx2(const RotaryParams& p, const KernelContext& ctx) {
     rotate_tokens(p.k, p, t0, t1);
   };
   int64_t per_token = (p.q.shape[1] + p.k.shape[1]) * p.q.shape[2];
-  ctx.pool->parallel_for(p.positions.shape[0], std::max<int64_t>(1, 8192 / std::max<int64_t>(per_token, 1)),
-                         std::cref(body));
+  ctx.pool->parallel_for(p.positions.shape[0], rows_per_task(per_token), std::cref(body));
 }
 
 }  // namespace cpu

@@ -63,7 +63,8 @@ inline void vstore(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n
 inline __m256i to_bf16_bits(vf v) {
   __m512i u = _mm512_castps_si512(v);
   __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  __m512i bias = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
   __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
   __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q));
@@ -71,7 +72,9 @@ inline __m256i to_bf16_bits(vf v) {
 inline void vstore(uint16_t* p, vf v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), to_bf16_bits(v));
 }
-inline void vstore(uint16_t* p, vf v, int n) { _mm256_mask_storeu_epi16(p, tail_mask(n), to_bf16_bits(v)); }
+inline void vstore(uint16_t* p, vf v, int n) {
+  _mm256_mask_storeu_epi16(p, tail_mask(n), to_bf16_bits(v));
+}
 inline vf vfmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
@@ -79,7 +82,9 @@ inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
 inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 inline vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
-inline vf vround(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline vf vround(vf a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 inline float vreduce_add(vf a) { return _mm512_reduce_add_ps(a); }
 inline float vreduce_max(vf a) { return _mm512_reduce_max_ps(a); }
 // 2^n for integral-valued n in [-126, 127].
@@ -121,7 +126,8 @@ inline void vstore(float* p, vf v, int n) { _mm256_maskstore_ps(p, tail_mask(n),
 inline __m128i to_bf16_bits(vf v) {
   __m256i u = _mm256_castps_si256(v);
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i bias = _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
   __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
   __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   __m256i b = _mm256_blendv_epi8(r, q, nan);
@@ -180,6 +186,18 @@ inline vf vexp(vf x) {
   p = vfmadd(p, r, vset1(1.0f));
   p = vfmadd(p, r, vset1(1.0f));
   return vmul(p, vexp2i(n));
+}
+
+// dst[i] = src[i] for i < count, converting between float32 and bfloat16 (rounding to
+// nearest even) as the pointer types say.
+template <typename S, typename T>
+void vconvert(const S* src, T* dst, int64_t count) {
+  int64_t i = 0;
+  for (; i + kW <= count; i += kW) vstore(dst + i, vload(src + i));
+  if (i < count) {
+    int rem = static_cast<int>(count - i);
+    vstore(dst + i, vload(src + i, rem), rem);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,155 @@
+// Per-block math of paged attention for one ISA tier (included by attention_impl.h): scores of
+// one query vector against a block of keys, the online-softmax update that folds the block into
+// the vector's running (max m, sum l, acc), and the weighted V accumulation. All float32.
+// kD is the head dim when known at compile time (constant key offsets), 0 for a run-time D.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "backend/cpu/simd.h"
+
+namespace pagedllm {
+namespace cpu {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline float fmax_of(float a, float b) { return a < b ? b : a; }
+
+// s[n0 + j] = scale * dot(q, k[n0 + j]) for j < kW, one key per lane. Full: all kW keys
+// exist; else keys past `count` repeat the last key and their lanes are not stored.
+template <int kD, bool kFull>
+void qk_group(const float* q, const float* k, int64_t d_rt, int64_t n0, int64_t count, float scale,
+              float* s) {
+  const int64_t d = kD ? kD : d_rt;
+  // Full groups address key j as kb + j * d (a constant offset when D is known at compile time).
+  const float* kb = k + n0 * d;
+  int64_t row[kW];
+  for (int j = 0; j < kW; ++j)
+    row[j] = kFull ? j * d : (std::min<int64_t>(n0 + j, count - 1) - n0) * d;
+  vf acc[kW];
+#pragma GCC unroll 16
+  for (int j = 0; j < kW; ++j) acc[j] = vzero();
+  int64_t i = 0;
+  for (; i + kW <= d; i += kW) {
+    vf qv = vload(q + i);
+#pragma GCC unroll 16
+    for (int j = 0; j < kW; ++j)
+      acc[j] = vfmadd(qv, vload(kb + (kFull ? j * d : row[j]) + i), acc[j]);
+  }
+  if (i < d) {
+    int rem = static_cast<int>(d - i);
+    vf qv = vload(q + i, rem);
+    for (int j = 0; j < kW; ++j) acc[j] = vfmadd(qv, vload(kb + row[j] + i, rem), acc[j]);
+  }
+  vf sv = vmul(vsum_lanes(acc), vset1(scale));
+  if (kFull) {
+    vstore(s + n0, sv);
+  } else {
+    vstore(s + n0, sv, static_cast<int>(count - n0));
+  }
+}
+
+// s[n] = scale * dot(q, k[n]) for n < count; k rows are d floats apart.
+template <int kD>
+void qk_scores(const float* q, const float* k, int64_t d, int64_t count, float scale, float* s) {
+  int64_t n = 0;
+  for (; n + kW <= count; n += kW) qk_group<kD, true>(q, k, d, n, count, scale, s);
+  if (n < count) qk_group<kD, false>(q, k, d, n, count, scale, s);
+}
+
+template <int kD, int NB>
+void pv_block(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+  const int64_t d = kD ? kD : d_rt;
+  vf c[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) c[b] = vload(acc + b * kW);
+  for (int64_t n = 0; n < count; ++n) {
+    vf wn = vset1(w[n]);
+    const float* vn = v + n * d;
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) c[b] = vfmadd(wn, vload(vn + b * kW), c[b]);
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) vstore(acc + b * kW, c[b]);
+}
+
+// acc[:] += sum_n w[n] * v[n, :] for n < count; v rows are d floats apart.
+template <int kD>
+void pv_accumulate(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+  const int64_t d = kD ? kD : d_rt;
+  int64_t i = 0;
+  for (; i + 8 * kW <= d; i += 8 * kW) pv_block<kD, 8>(acc + i, w, v + i, count, d);
+  for (; i + 4 * kW <= d; i += 4 * kW) pv_block<kD, 4>(acc + i, w, v + i, count, d);
+  for (; i + kW <= d; i += kW) pv_block<kD, 1>(acc + i, w, v + i, count, d);
+  if (i < d) {
+    int rem = static_cast<int>(d - i);
+    vf c = vload(acc + i, rem);
+    for (int64_t n = 0; n < count; ++n) c = vfmadd(vset1(w[n]), vload(v + n * d + i, rem), c);
+    vstore(acc + i, c, rem);
+  }
+}
+
+void scale_row(float* x, float alpha, int64_t d) {
+  vf a = vset1(alpha);
+  int64_t i = 0;
+  for (; i + kW <= d; i += kW) vstore(x + i, vmul(vload(x + i), a));
+  if (i < d) vstore(x + i, vmul(vload(x + i, static_cast<int>(d - i)), a), static_cast<int>(d - i));
+}
+
+// Online-softmax update of one query vector with scores s[0:count] (overwritten by weights).
+template <int kD>
+void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* acc, float* m,
+                    float* l) {
+  float mb = kNegInf;
+  int64_t n = 0;
+  if (count >= kW) {
+    vf mv = vload(s);
+    for (n = kW; n + kW <= count; n += kW) mv = vmax(mv, vload(s + n));
+    mb = vreduce_max(mv);
+  }
+  for (; n < count; ++n) mb = fmax_of(mb, s[n]);
+  float m_new = fmax_of(*m, mb);
+  if (m_new > *m) {
+    float alpha = std::exp(*m - m_new);
+    if (*l != 0.0f) scale_row(acc, alpha, d);
+    *l *= alpha;
+    *m = m_new;
+  }
+  vf mv = vset1(m_new);
+  vf sum = vzero();
+  for (n = 0; n + kW <= count; n += kW) {
+    vf e = vexp(vsub(vload(s + n), mv));
+    vstore(s + n, e);
+    sum = vadd(sum, e);
+  }
+  if (n < count) {
+    int rem = static_cast<int>(count - n);
+    vf e = vexp(vsub(vload(s + n, rem), mv));
+    vstore(s + n, e, rem);
+    sum = vadd(sum, vload(s + n, rem));
+  }
+  *l += vreduce_add(sum);
+  pv_accumulate<kD>(acc, s, v, count, d);
+}
+
+template <typename C>
+const float* block_rows(const C* src, float* buf, int64_t count);
+
+template <>
+const float* block_rows<float>(const float* src, float*, int64_t) {
+  return src;
+}
+
+template <>
+const float* block_rows<uint16_t>(const uint16_t* src, float* buf, int64_t count) {
+  vconvert(src, buf, count);
+  return buf;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace pagedllm
