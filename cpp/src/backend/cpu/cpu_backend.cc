@@ -233,6 +233,7 @@ void CpuBackend::write_kv_cache(const WriteKvCacheParams& p) {
   PAGEDLLM_CHECK(sm.ndim == 1 && sm.dtype == DType::kInt64 && sm.is_contiguous() &&
                      sm.shape[0] == p.k.shape[0],
                  "slot_mapping must be a contiguous int64 [T]");
+  PAGEDLLM_CHECK(kc.shape[2] > 0, "cache block_size must be positive");
   int64_t num_slots = kc.shape[0] * kc.shape[2];
   for (int64_t t = 0; t < sm.shape[0]; ++t)
     PAGEDLLM_CHECK(sm.ptr<int64_t>()[t] < num_slots,
@@ -250,6 +251,7 @@ void CpuBackend::paged_attention(const PagedAttentionParams& p) {
   check_same_shape(kc, p.v_cache, "v_cache vs k_cache");
   PAGEDLLM_CHECK(p.v_cache.is_contiguous() && p.v_cache.dtype == kc.dtype, "v_cache layout");
   int64_t hq = p.q.shape[1], hkv = kc.shape[1], bs = kc.shape[2];
+  PAGEDLLM_CHECK(bs > 0 && kc.shape[3] > 0, "cache block_size and head_dim must be positive");
   PAGEDLLM_CHECK(p.q.shape[2] == kc.shape[3], "q head_dim does not match the cache");
   PAGEDLLM_CHECK(hkv > 0 && hq % hkv == 0, "num_q_heads " << hq << " is not a multiple of "
                                                           << "num_kv_heads " << hkv);
