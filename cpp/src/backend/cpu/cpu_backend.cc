@@ -190,7 +190,8 @@ void CpuBackend::linear(const LinearParams& p) {
     PAGEDLLM_CHECK(p.bias.shape[0] == n, "linear bias must be [N]");
   }
   if (m == 0 || n == 0) return;
-  cpu::KernelContext ctx = context(cpu::linear_scratch_floats(p, pool_.num_threads()));
+  int width = use_avx512() ? 16 : 8;
+  cpu::KernelContext ctx = context(cpu::linear_scratch_floats(p, pool_.num_threads(), width));
   switch (cpu::active_isa()) {
     case Isa::kAvx512Bf16: cpu::linear_avx512bf16(p, ctx); break;
     case Isa::kAvx512: cpu::linear_avx512(p, ctx); break;

@@ -24,10 +24,11 @@ struct KernelContext {
 };
 
 // ---- linear ----
-// M <= kLinearSmallM uses the direct (GEMV-like) kernels. Larger M runs single-threaded sgemm
-// on a grid of tiles (mt activation rows x nt weight rows), converting a bfloat16 weight
-// panel to float32 first. The grid depends on the shape only, never on the thread count.
-constexpr int64_t kLinearSmallM = 8;
+// M <= linear_direct_max_m() uses the direct (GEMV-like) kernels. Larger M runs
+// single-threaded sgemm on a grid of tiles (mt activation rows x nt weight rows), converting a
+// bfloat16 weight panel to float32 first. The grid depends on the shape only, never on the
+// thread count.
+int64_t linear_direct_max_m(DType weight_dtype, int vector_width);
 // On the AVX512-BF16 tier, M <= this with bfloat16 weights rounds x to bfloat16 and uses
 // _mm512_dpbf16_ps (measured faster only for a single row; the FMA kernel wins above).
 constexpr int64_t kLinearDpbf16MaxM = 1;
@@ -36,7 +37,7 @@ struct LinearTiling {
   int64_t tiles_m = 0, tiles_n = 0;  // tile index = panel * tiles_m + row block
 };
 LinearTiling linear_tiling(int64_t m, int64_t n);
-int64_t linear_scratch_floats(const LinearParams& p, int num_threads);
+int64_t linear_scratch_floats(const LinearParams& p, int num_threads, int vector_width);
 
 void linear_avx2(const LinearParams& p, const KernelContext& ctx);
 void linear_avx512(const LinearParams& p, const KernelContext& ctx);

@@ -1,8 +1,8 @@
 // out = x @ weight^T (+ bias) for one ISA tier (included once by linear_<isa>.cc). Every
 // output element is computed by one thread, in an order fixed by the shape alone, so results
 // do not depend on the thread count.
-//   M <= kLinearSmallM: direct kernel over column ranges; register tiles of MT activation
-//   rows x NT weight rows.
+//   M <= linear_direct_max_m(): direct kernel over column ranges; register tiles of MT
+//   activation rows x NT weight rows.
 //   larger M: single-threaded sgemm per tile of linear_tiling(); a bfloat16 weight panel is
 //   widened to float32 in the thread's scratch first.
 #pragma once
@@ -82,14 +82,19 @@ void small_m_rows(const LinearArgs& a, int64_t m0, int64_t n0, int64_t n1) {
   for (; j < n1; ++j) small_m_tile<MT, 1>(x, a.ldx, w + j * a.k, a.k, out + j, a.ldo);
 }
 
+// Columns [n0, n1) for all rows: weight rows in chunks of 8, each read from memory once and
+// reused from cache by every group of up to 4 activation rows.
 template <typename W>
 void small_m_range(const LinearArgs& a, int64_t n0, int64_t n1) {
-  for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
-    switch (std::min<int64_t>(4, a.m - m0)) {
-      case 1: small_m_rows<1, W>(a, m0, n0, n1); break;
-      case 2: small_m_rows<2, W>(a, m0, n0, n1); break;
-      case 3: small_m_rows<3, W>(a, m0, n0, n1); break;
-      default: small_m_rows<4, W>(a, m0, n0, n1); break;
+  for (int64_t c0 = n0; c0 < n1; c0 += 8) {
+    int64_t c1 = std::min(n1, c0 + 8);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
+      switch (std::min<int64_t>(4, a.m - m0)) {
+        case 1: small_m_rows<1, W>(a, m0, c0, c1); break;
+        case 2: small_m_rows<2, W>(a, m0, c0, c1); break;
+        case 3: small_m_rows<3, W>(a, m0, c0, c1); break;
+        default: small_m_rows<4, W>(a, m0, c0, c1); break;
+      }
     }
   }
 }
@@ -147,7 +152,7 @@ void linear_generic(const LinearParams& p, const KernelContext& ctx) {
   LinearArgs a = linear_args(p);
   bool bf16 = p.weight.dtype == DType::kBFloat16;
   ThreadPool& pool = *ctx.pool;
-  if (a.m <= kLinearSmallM) {
+  if (a.m <= linear_direct_max_m(p.weight.dtype, kW)) {
     int64_t min_cols = std::max<int64_t>(16, 4096 / std::max<int64_t>(a.k, 1));
     auto body = [&](int64_t n0, int64_t n1, int) {
       if (bf16) {
