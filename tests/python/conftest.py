@@ -20,16 +20,8 @@ import models  # noqa: E402
 # Every engine in the tests uses this many threads: the suite must run on 2 cores.
 NUM_THREADS = 2
 
-# Known pagedllm bugs that some tests expose, applied as strict xfails (so a fix shows up as an
-# XPASS failure: then delete the entry and its uses).
-BUG_CHUNKED_PROMPT_LOGPROBS = (
-    "pagedllm bug: with chunked prefill, prompt_logprobs skip the first position of every chunk "
-    "after the first (engine.cc run_step: num_prompt_logprobs_done is stored as a position but "
-    "compared with a row index)")
-BUG_BF16_ATTENTION_BIAS = (
-    "pagedllm bug: bf16 linear adds the float32 q/k/v bias as if it were bfloat16 "
-    "(add_bias(..., bf16=weight is bf16) in backend/cpu/linear_*), so Qwen2 / attention_bias "
-    "models are wrong in bfloat16")
+# A test that exposes a known pagedllm bug calls known_bug(request, condition, "pagedllm bug: ...")
+# (a strict xfail: the fix then shows up as an XPASS failure, and the call is deleted).
 
 
 def known_bug(request, condition: bool, reason: str) -> None:
