@@ -250,7 +250,7 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
     const Request& r = *s.request;
     RowPlan& plan = plans[i];
     if (r.params.prompt_logprobs >= 0) {
-      const int64_t q_begin = std::max(s.num_computed_before, r.num_prompt_logprobs_done);
+      const int64_t q_begin = std::max(s.num_computed_before, r.next_prompt_logprob_pos - 1);
       const int64_t q_end = std::min(s.num_computed_before + s.num_tokens, r.num_prompt_tokens - 1);
       plan.first_prompt_row = static_cast<int64_t>(rows.size());
       plan.prompt_pos_begin = q_begin + 1;
@@ -285,7 +285,7 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
         o.prompt_logprobs.push_back(
             sampler_->compute_logprobs(logits + (plan.first_prompt_row + k) * V, next, r.params.prompt_logprobs));
       }
-      r.num_prompt_logprobs_done = plan.prompt_pos_begin + plan.num_prompt_rows;
+      r.next_prompt_logprob_pos = plan.prompt_pos_begin + plan.num_prompt_rows;
     }
     if (plan.sample_row >= 0) {
       SamplingContext ctx;

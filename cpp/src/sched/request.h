@@ -26,7 +26,8 @@ struct Request {
   RequestStatus status = RequestStatus::kWaiting;
   FinishReason finish_reason = FinishReason::kNone;
   int32_t stop_token_id = -1;
-  int64_t num_prompt_logprobs_done = 0;  // prompt positions whose logprobs were reported
+  // First prompt position whose logprob is not yet reported (position 0 never has one).
+  int64_t next_prompt_logprob_pos = 1;
   int64_t num_preemptions = 0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }

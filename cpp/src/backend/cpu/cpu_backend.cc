@@ -193,7 +193,7 @@ void CpuBackend::linear(const LinearParams& p) {
   int width = use_avx512() ? 16 : 8;
   cpu::KernelContext ctx = context(cpu::linear_scratch_floats(p, pool_.num_threads(), width));
   switch (cpu::active_isa()) {
-    case Isa::kAvx512Bf16: cpu::linear_avx512bf16(p, ctx); break;
+    case Isa::kAvx512Bf16:
     case Isa::kAvx512: cpu::linear_avx512(p, ctx); break;
     default: cpu::linear_avx2(p, ctx); break;
   }

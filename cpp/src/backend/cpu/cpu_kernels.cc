@@ -49,7 +49,6 @@ int64_t linear_scratch_floats(const LinearParams& p, int num_threads, int vector
   if (p.weight.dtype != DType::kBFloat16) return 0;
   int64_t m = p.x.shape[0];
   int64_t k = p.x.shape[1];
-  if (m <= kLinearDpbf16MaxM) return m * round_up(k, 32) / 2;  // x rounded to bfloat16
   if (m <= linear_direct_max_m(p.weight.dtype, vector_width)) return 0;
   return num_threads * linear_tiling(m, p.weight.shape[0]).nt * round_up(k, 16);
 }

@@ -29,9 +29,8 @@ struct KernelContext {
 // bfloat16 weight panel to float32 first. The grid depends on the shape only, never on the
 // thread count.
 int64_t linear_direct_max_m(DType weight_dtype, int vector_width);
-// On the AVX512-BF16 tier, M <= this with bfloat16 weights rounds x to bfloat16 and uses
-// _mm512_dpbf16_ps (measured faster only for a single row; the FMA kernel wins above).
-constexpr int64_t kLinearDpbf16MaxM = 1;
+// Activations are never rounded to bfloat16: every M keeps float32 activations, so a row's
+// result does not depend on how many rows share the call (batch composition).
 struct LinearTiling {
   int64_t mt = 0, nt = 0;            // tile size
   int64_t tiles_m = 0, tiles_n = 0;  // tile index = panel * tiles_m + row block
@@ -41,7 +40,6 @@ int64_t linear_scratch_floats(const LinearParams& p, int num_threads, int vector
 
 void linear_avx2(const LinearParams& p, const KernelContext& ctx);
 void linear_avx512(const LinearParams& p, const KernelContext& ctx);
-void linear_avx512bf16(const LinearParams& p, const KernelContext& ctx);
 
 // ---- paged attention ----
 // Work unit: (sequence b, query-row tile, KV head g). A tile holds up to rows_per_tile query

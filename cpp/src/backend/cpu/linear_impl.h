@@ -23,15 +23,17 @@ struct LinearArgs {
   const float* x;   // [M, K], row stride ldx
   int64_t ldx;
   const void* w;    // [N, K] contiguous, float32 or bfloat16
-  const void* bias; // [N] weight dtype, or nullptr
+  const void* bias; // [N] float32 or bfloat16 (bias_bf16), or nullptr
+  bool bias_bf16;
   float* out;       // [M, N], row stride ldo
   int64_t ldo;
   int64_t m, n, k;
 };
 
 LinearArgs linear_args(const LinearParams& p) {
-  return {p.x.ptr<float>(), p.x.stride[0], p.weight.data, p.bias.data, p.out.ptr<float>(),
-          p.out.stride[0], p.x.shape[0], p.weight.shape[0], p.weight.shape[1]};
+  return {p.x.ptr<float>(), p.x.stride[0], p.weight.data, p.bias.data,
+          p.bias.dtype == DType::kBFloat16, p.out.ptr<float>(), p.out.stride[0],
+          p.x.shape[0], p.weight.shape[0], p.weight.shape[1]};
 }
 
 template <int MT, int NT, typename W>
@@ -113,9 +115,9 @@ void add_bias_range(const LinearArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
-void add_bias(const LinearArgs& a, bool bf16, int64_t n0, int64_t n1) {
+void add_bias(const LinearArgs& a, int64_t n0, int64_t n1) {
   if (a.bias == nullptr) return;
-  if (bf16) {
+  if (a.bias_bf16) {
     add_bias_range<uint16_t>(a, n0, n1);
   } else {
     add_bias_range<float>(a, n0, n1);
@@ -144,10 +146,10 @@ void sgemm_tile(const LinearArgs& a, bool bf16, float* panel, int64_t* cached, i
   rows.out = a.out + i0 * a.ldo;
   rows.m = i1 - i0;
   sgemm_range(rows, w, a.k, j0, j1);
-  add_bias(rows, bf16, j0, j1);
+  add_bias(rows, j0, j1);
 }
 
-// Everything but the small-M bfloat16 case, which a tier may replace (see linear_avx512bf16.cc).
+// The shared linear body of every tier.
 void linear_generic(const LinearParams& p, const KernelContext& ctx) {
   LinearArgs a = linear_args(p);
   bool bf16 = p.weight.dtype == DType::kBFloat16;
@@ -160,7 +162,7 @@ void linear_generic(const LinearParams& p, const KernelContext& ctx) {
       } else {
         small_m_range<float>(a, n0, n1);
       }
-      add_bias(a, bf16, n0, n1);
+      add_bias(a, n0, n1);
     };
     pool.parallel_for(a.n, min_cols, std::cref(body));
     return;

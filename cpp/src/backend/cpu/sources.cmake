@@ -14,5 +14,3 @@ list(APPEND PAGEDLLM_CPU_AVX2_SOURCES
 list(APPEND PAGEDLLM_CPU_AVX512_SOURCES
   src/backend/cpu/linear_avx512.cc
   src/backend/cpu/attention_avx512.cc)
-list(APPEND PAGEDLLM_CPU_AVX512BF16_SOURCES
-  src/backend/cpu/linear_avx512bf16.cc)
