@@ -108,22 +108,6 @@ def core_params(**kw):
     return p
 
 
-def run_engine(engine, max_steps: int = 100000, on_step=None) -> dict:
-    """Steps engine until it has no unfinished request. Returns request_id -> dict(tokens,
-    logprobs, prompt_logprobs {position: TokenLogprobs}, finish_reason, stop_token_id,
-    finished_count)."""
-    results: dict[str, dict] = {}
-    steps = 0
-    while engine.has_unfinished_requests():
-        steps += 1
-        assert steps <= max_steps, "engine did not finish"
-        for d in engine.step():
-            collect(results, d)
-        if on_step is not None:
-            on_step(engine, steps)
-    return results
-
-
 def collect(results: dict, d) -> None:
     r = results.setdefault(d.request_id, dict(tokens=[], logprobs=[], prompt_logprobs={}, finish_reason=None,
                                               stop_token_id=None, finished_count=0))
