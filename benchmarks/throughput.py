@@ -50,27 +50,12 @@ def make_workload(kind: str, num_prompts: int, input_len: int, output_len: int, 
     return requests
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def write_tokenizer(model_dir: str, vocab_size: int) -> None:
     """Byte-level tokenizer.json: ids 0..255 are bytes, the rest are extra special tokens."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from pagedllm.demo import byte_alphabet, byte_level_tokenizer
 
-    byte_map = bytes_to_unicode()
-    tok = Tokenizer(models.BPE(vocab={byte_map[b]: b for b in range(256)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(f"<|extra_{i}|>", special=True) for i in range(256, vocab_size)])
+    byte_map = byte_alphabet()
+    tok = byte_level_tokenizer([f"<|extra_{i}|>" for i in range(256, vocab_size)])
     tok.save(os.path.join(model_dir, "tokenizer.json"))
     with open(os.path.join(model_dir, "tokenizer_config.json"), "w") as f:
         json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": byte_map[1], "eos_token": byte_map[2],

@@ -16,6 +16,8 @@ merges), 256 is ``<s>`` (BOS, prepended by the post-processor) and 257 is ``</s>
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import json
 import os
 import shutil
@@ -192,17 +194,25 @@ def byte_alphabet() -> list[str]:
     return chars
 
 
-def _build_tokenizer():
+def byte_level_tokenizer(special_tokens: Sequence[str] = (), bos_token: str | None = None):
+    """A byte-level tokenizer with no merges: ids 0-255 are the bytes (through byte_alphabet),
+    then ``special_tokens`` in order. With ``bos_token``, encoding prepends it."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     vocab = {char: byte for byte, char in enumerate(byte_alphabet())}
-    vocab["<s>"] = _BOS_ID
-    vocab["</s>"] = _EOS_ID
+    for offset, token in enumerate(special_tokens):
+        vocab[token] = 256 + offset
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", _BOS_ID)])
-    tokenizer.add_special_tokens([AddedToken("<s>", special=True, normalized=False),
-                                  AddedToken("</s>", special=True, normalized=False)])
+    if bos_token is not None:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A {bos_token} $B",
+            special_tokens=[(bos_token, vocab[bos_token])])
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                                  for token in special_tokens])
     return tokenizer
+
+
+def _build_tokenizer():
+    return byte_level_tokenizer(["<s>", "</s>"], bos_token="<s>")

@@ -129,32 +129,13 @@ def _peak(model, seed: int, residual_scale: float = 1.0) -> None:
                 raise AssertionError(f"unexpected parameter {name}")
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable unicode character map."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def write_tokenizer(model_dir: str, vocab_size: int) -> None:
     """A byte-level tokenizer.json: ids 0..255 are the bytes, the rest are extra tokens."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from pagedllm.demo import byte_alphabet, byte_level_tokenizer
 
     assert vocab_size >= 256
-    byte_map = bytes_to_unicode()
-    vocab = {byte_map[b]: b for b in range(256)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    extra = [AddedToken(f"<|extra_{i}|>", special=True) for i in range(256, vocab_size)]
-    if extra:
-        tok.add_special_tokens(extra)
+    byte_map = byte_alphabet()
+    tok = byte_level_tokenizer([f"<|extra_{i}|>" for i in range(256, vocab_size)])
     assert tok.get_vocab_size(with_added_tokens=True) == vocab_size
     tok.save(os.path.join(model_dir, "tokenizer.json"))
     cfg = {

@@ -54,18 +54,6 @@ const SafetensorsDType* lookup_dtype(const std::string& name) {
   return nullptr;
 }
 
-// Element size of a loadable dtype (kept here so this file does not depend on tensor.cc).
-size_t element_bytes(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return 4;
-    case DType::kBFloat16: return 2;
-    case DType::kFloat16: return 2;
-    case DType::kInt32: return 4;
-    case DType::kInt64: return 8;
-  }
-  PAGEDLLM_CHECK(false, "unknown DType " << static_cast<int>(dtype));
-  return 0;
-}
 
 bool json_to_uint(const JsonValue& v, uint64_t* out) {
   if (!v.is_number()) return false;
@@ -263,7 +251,7 @@ Tensor TensorInfo::as_tensor() const {
     t.stride[d] = stride;
     stride *= shape[d];
   }
-  PAGEDLLM_CHECK(static_cast<size_t>(stride) * element_bytes(dtype) == nbytes,
+  PAGEDLLM_CHECK(static_cast<size_t>(stride) * dtype_size(dtype) == nbytes,
                  "tensor '" << name << "' shape disagrees with its byte size");
   return t;
 }
