@@ -385,6 +385,7 @@ struct SimParams {
   int64_t max_num_seqs;
   bool chunked;
   int num_requests;
+  bool caching = false;
 };
 
 struct Result {
@@ -398,7 +399,7 @@ int64_t simulate(const SimParams& p) {
   const int64_t max_model_len = 256;
   std::mt19937 rng(p.seed);
   int64_t num_blocks = (max_model_len + p.block_size - 1) / p.block_size + p.extra_blocks;
-  KVCacheManager kv(num_blocks, p.block_size);
+  KVCacheManager kv(num_blocks, p.block_size, p.caching);
   SchedulerConfig config;
   config.max_num_batched_tokens = p.budget;
   config.max_num_seqs = p.max_num_seqs;
@@ -540,6 +541,11 @@ TEST(Scheduler, RandomWorkloadsKeepInvariantsAndFinish) {
     cases.push_back({seed, int64_t{1} << (rng() % 6), static_cast<int64_t>(rng() % 20), budget,
                      1 + static_cast<int64_t>(rng() % 40), chunked, budget < 16 ? 10 : 60});
   }
-  for (const SimParams& p : cases) num_preemptions += simulate(p);
+  for (SimParams p : cases) {
+    for (bool caching : {false, true}) {
+      p.caching = caching;
+      num_preemptions += simulate(p);
+    }
+  }
   EXPECT_GT(num_preemptions, 0);
 }

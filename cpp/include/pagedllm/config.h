@@ -28,6 +28,8 @@ struct EngineConfig {
   int64_t kv_cache_memory_bytes = 0;
   // Split long prompts across steps, mixed with other requests' decodes. Default true.
   bool enable_chunked_prefill = true;
+  // Reuse the KV of cached full blocks of earlier prompts with the same prefix. Default true.
+  bool enable_prefix_caching = true;
   // Compute threads for the CPU backend; 0 = all available cores.
   int64_t num_threads = 0;
   // Seed of requests that set no seed of their own. Default 0.

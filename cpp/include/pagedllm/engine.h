@@ -48,6 +48,9 @@ struct EngineStats {
   int64_t num_generation_tokens = 0;           // since start
   int64_t last_step_num_scheduled_tokens = 0;  // tokens computed by the latest step
   int64_t last_step_num_scheduled_seqs = 0;    // requests in the latest step
+  int64_t num_prefix_cache_queries = 0;  // since start: tokens of admitted requests looked up
+  int64_t num_prefix_cache_hits = 0;     // since start: of those, tokens found in the cache
+  int64_t num_cached_blocks = 0;         // free KV blocks still holding a cached prefix
 };
 
 class EngineImpl;
@@ -74,6 +77,10 @@ class Engine {
 
   // Aborts a waiting or running request and frees its KV blocks. False if the id is unknown.
   bool abort_request(const std::string& request_id);
+
+  // Drops every cached prefix block (e.g. after changing weights). Returns false and changes
+  // nothing while any request holds KV blocks, as vLLM does.
+  bool reset_prefix_cache();
 
   bool has_unfinished_requests() const;
   EngineStats stats() const;

@@ -40,6 +40,8 @@ struct RequestOutput {
   int32_t stop_token_id = -1;
   int64_t num_prompt_tokens = 0;
   int64_t num_output_tokens = 0;  // total generated so far, including this step's
+  // Prompt tokens served from the prefix cache when the request was first scheduled.
+  int64_t num_cached_tokens = 0;
 };
 
 const char* finish_reason_name(FinishReason reason);  // "stop", "length", "abort" or ""

@@ -126,7 +126,7 @@ Status EngineImpl::init(const EngineConfig& config) {
     return Status(StatusCode::kResourceExhausted, "the KV cache budget holds no block of " +
                                                       std::to_string(block_bytes) + " bytes");
   }
-  kv_ = std::make_unique<KVCacheManager>(num_blocks, config.block_size);
+  kv_ = std::make_unique<KVCacheManager>(num_blocks, config.block_size, config.enable_prefix_caching);
 
   SchedulerConfig sc;
   sc.max_num_seqs = max_seqs;
@@ -217,6 +217,7 @@ bool EngineImpl::abort_request(const std::string& id) {
   out.finish_reason = FinishReason::kAbort;
   out.num_prompt_tokens = r->num_prompt_tokens;
   out.num_output_tokens = r->num_output_tokens();
+  out.num_cached_tokens = std::max<int64_t>(0, r->num_cached_tokens);
   pending_aborts_.push_back(std::move(out));
   return true;
 }
@@ -320,6 +321,7 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
       if (r.params.logprobs >= 0) o.new_logprobs.push_back(std::move(sampled_logprobs[i]));
     }
     o.num_output_tokens = r.num_output_tokens();
+    o.num_cached_tokens = std::max<int64_t>(0, r.num_cached_tokens);
     if (finished_set.count(&r)) {
       o.finished = true;
       o.finish_reason = r.finish_reason;
@@ -369,6 +371,8 @@ Result<std::vector<RequestOutput>> Engine::step() {
 
 bool Engine::abort_request(const std::string& request_id) { return impl_->abort_request(request_id); }
 
+bool Engine::reset_prefix_cache() { return impl_->kv_->reset_prefix_cache(); }
+
 bool Engine::has_unfinished_requests() const {
   return impl_->scheduler_->has_unfinished_requests() || !impl_->pending_aborts_.empty();
 }
@@ -380,6 +384,9 @@ EngineStats Engine::stats() const {
   s.num_kv_blocks_used = impl_->kv_->num_used_blocks();
   s.num_kv_slots_used = impl_->kv_->num_used_slots();
   s.num_preemptions = impl_->scheduler_->num_preemptions();
+  s.num_prefix_cache_queries = impl_->scheduler_->num_prefix_cache_queries();
+  s.num_prefix_cache_hits = impl_->scheduler_->num_prefix_cache_hits();
+  s.num_cached_blocks = impl_->kv_->num_cached_free_blocks();
   return s;
 }
 

@@ -1,8 +1,12 @@
-// KVCacheManager: per-sequence block tables over one BlockPool.
-// Invariants: tables_[s].blocks.size() == cdiv(tables_[s].num_tokens, block_size_); no block id
-// appears twice across tables; the table sizes sum to pool_.num_used_blocks();
-// num_used_slots_ == sum of tables_[s].num_tokens.
+// KVCacheManager: per-sequence block tables over one BlockPool, plus prefix-cache lookup and
+// registration.
+// Invariants: tables_[s].blocks.size() == cdiv(tables_[s].num_tokens, block_size_); a table
+// never holds a block twice; pool_.ref_count(b) == number of tables holding b;
+// tables_[s].num_cached_blocks <= num_tokens / block_size_; num_used_slots_ == sum of
+// tables_[s].num_tokens; block_tokens_ rows of cached blocks hold their tokens.
 #include "kv/kv_cache_manager.h"
+
+#include <algorithm>
 
 #include "util/check.h"
 
@@ -14,28 +18,89 @@ int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-KVCacheManager::KVCacheManager(int64_t num_blocks, int64_t block_size)
-    : block_size_(block_size), pool_(num_blocks) {
+KVCacheManager::KVCacheManager(int64_t num_blocks, int64_t block_size, bool enable_caching)
+    : block_size_(block_size), enable_caching_(enable_caching), pool_(num_blocks) {
   PAGEDLLM_CHECK(block_size >= 1, "block_size must be >= 1, got " << block_size);
+  if (enable_caching_) block_tokens_.assign(static_cast<size_t>(num_blocks * block_size), 0);
 }
 
-int64_t KVCacheManager::num_blocks_needed(uint64_t seq_id, int64_t num_total_tokens) const {
+const int32_t* KVCacheManager::cached_tokens(int32_t block_id) const {
+  return block_tokens_.data() + static_cast<int64_t>(block_id) * block_size_;
+}
+
+ComputedBlocks KVCacheManager::get_computed_blocks(const std::vector<int32_t>& token_ids,
+                                                   int64_t max_num_tokens) const {
+  ComputedBlocks hit;
+  if (!enable_caching_) return hit;
+  const int64_t num_full = std::min<int64_t>(max_num_tokens, static_cast<int64_t>(token_ids.size())) / block_size_;
+  // Copies of one block's content (sequences that computed it at the same time) are all kept,
+  // so level i keeps every cached block holding tokens block i whose parent matched level i - 1.
+  std::vector<int32_t> frontier = {-1};
+  std::vector<int32_t> next;
+  BlockHash parent_hash = kRootBlockHash;
+  int64_t num_hit = 0;
+  for (; num_hit < num_full; ++num_hit) {
+    const int32_t* tokens = token_ids.data() + num_hit * block_size_;
+    const BlockHash hash = hash_block_tokens(parent_hash, tokens, block_size_);
+    next.clear();
+    for (int32_t b : pool_.cached_blocks(hash)) {
+      const int32_t parent = pool_.cached_parent(b);
+      if (std::find(frontier.begin(), frontier.end(), parent) != frontier.end() && pool_.has_parent(b, parent) &&
+          std::equal(tokens, tokens + block_size_, cached_tokens(b))) {
+        next.push_back(b);
+      }
+    }
+    if (next.empty()) break;
+    frontier.swap(next);
+    parent_hash = hash;
+  }
+  hit.block_ids.resize(static_cast<size_t>(num_hit));
+  int32_t block_id = num_hit > 0 ? frontier.front() : -1;
+  for (int64_t i = num_hit - 1; i >= 0; --i) {
+    hit.block_ids[i] = block_id;
+    block_id = pool_.cached_parent(block_id);
+  }
+  PAGEDLLM_CHECK(block_id == -1, "cached prefix chain does not start at a first block");
+  hit.num_tokens = num_hit * block_size_;
+  return hit;
+}
+
+int64_t KVCacheManager::num_blocks_needed(uint64_t seq_id, int64_t num_total_tokens,
+                                          const ComputedBlocks& computed) const {
   PAGEDLLM_CHECK(num_total_tokens >= 0, "negative token count " << num_total_tokens);
   auto it = tables_.find(seq_id);
-  int64_t num_have = it == tables_.end() ? 0 : static_cast<int64_t>(it->second.blocks.size());
   int64_t num_want = cdiv(num_total_tokens, block_size_);
+  if (!computed.block_ids.empty()) {
+    PAGEDLLM_CHECK(it == tables_.end(), "cached prefix offered to existing sequence " << seq_id);
+    int64_t num_hit = static_cast<int64_t>(computed.block_ids.size());
+    PAGEDLLM_CHECK(num_hit <= num_want, "cached prefix of " << num_hit << " blocks exceeds "
+                                                            << num_total_tokens << " tokens");
+    int64_t num_free_hits = 0;
+    for (int32_t b : computed.block_ids) num_free_hits += pool_.ref_count(b) == 0 ? 1 : 0;
+    return num_want - num_hit + num_free_hits;
+  }
+  int64_t num_have = it == tables_.end() ? 0 : static_cast<int64_t>(it->second.blocks.size());
   return num_want > num_have ? num_want - num_have : 0;
 }
 
-bool KVCacheManager::can_allocate(uint64_t seq_id, int64_t num_total_tokens) const {
-  return num_blocks_needed(seq_id, num_total_tokens) <= pool_.num_free_blocks();
+bool KVCacheManager::can_allocate(uint64_t seq_id, int64_t num_total_tokens, const ComputedBlocks& computed) const {
+  return num_blocks_needed(seq_id, num_total_tokens, computed) <= pool_.num_free_blocks();
 }
 
-bool KVCacheManager::allocate_slots(uint64_t seq_id, int64_t num_total_tokens) {
-  int64_t num_new_blocks = num_blocks_needed(seq_id, num_total_tokens);
-  if (num_new_blocks > pool_.num_free_blocks()) return false;
+bool KVCacheManager::allocate_slots(uint64_t seq_id, int64_t num_total_tokens, const ComputedBlocks& computed) {
+  if (!can_allocate(seq_id, num_total_tokens, computed)) return false;
   Entry& entry = tables_[seq_id];
-  for (int64_t i = 0; i < num_new_blocks; ++i) entry.blocks.push_back(pool_.allocate());
+  int32_t parent = -1;
+  for (int32_t block_id : computed.block_ids) {
+    PAGEDLLM_CHECK(pool_.has_parent(block_id, parent),
+                   "cached prefix block " << block_id << " changed since the lookup");
+    pool_.touch(block_id);
+    entry.blocks.push_back(block_id);
+    parent = block_id;
+  }
+  if (!computed.block_ids.empty()) entry.num_cached_blocks = static_cast<int64_t>(computed.block_ids.size());
+  const int64_t num_want = cdiv(num_total_tokens, block_size_);
+  while (static_cast<int64_t>(entry.blocks.size()) < num_want) entry.blocks.push_back(pool_.allocate());
   if (num_total_tokens > entry.num_tokens) {
     num_used_slots_ += num_total_tokens - entry.num_tokens;
     entry.num_tokens = num_total_tokens;
@@ -43,10 +108,33 @@ bool KVCacheManager::allocate_slots(uint64_t seq_id, int64_t num_total_tokens) {
   return true;
 }
 
+void KVCacheManager::cache_full_blocks(uint64_t seq_id, const std::vector<int32_t>& token_ids,
+                                       int64_t num_computed_tokens) {
+  if (!enable_caching_) return;
+  auto it = tables_.find(seq_id);
+  if (it == tables_.end()) return;
+  Entry& entry = it->second;
+  PAGEDLLM_CHECK(num_computed_tokens <= static_cast<int64_t>(token_ids.size()) &&
+                     num_computed_tokens <= entry.num_tokens,
+                 "sequence " << seq_id << " reports " << num_computed_tokens << " computed tokens of "
+                             << token_ids.size() << " (" << entry.num_tokens << " allocated)");
+  const int64_t num_full = num_computed_tokens / block_size_;
+  for (int64_t i = entry.num_cached_blocks; i < num_full; ++i) {
+    const int32_t block_id = entry.blocks[i];
+    const int32_t parent = i == 0 ? -1 : entry.blocks[i - 1];
+    const BlockHash parent_hash = i == 0 ? kRootBlockHash : pool_.block_hash(parent);
+    const int32_t* tokens = token_ids.data() + i * block_size_;
+    pool_.cache_block(block_id, hash_block_tokens(parent_hash, tokens, block_size_), parent);
+    std::copy(tokens, tokens + block_size_, block_tokens_.begin() + static_cast<int64_t>(block_id) * block_size_);
+  }
+  entry.num_cached_blocks = std::max(entry.num_cached_blocks, num_full);
+}
+
 void KVCacheManager::free(uint64_t seq_id) {
   auto it = tables_.find(seq_id);
   if (it == tables_.end()) return;
-  for (int32_t block_id : it->second.blocks) pool_.decref(block_id);
+  const std::vector<int32_t>& blocks = it->second.blocks;
+  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) pool_.decref(*b);
   num_used_slots_ -= it->second.num_tokens;
   tables_.erase(it);
 }
@@ -59,10 +147,30 @@ const std::vector<int32_t>& KVCacheManager::block_table(uint64_t seq_id) const {
   return it->second.blocks;
 }
 
+int64_t KVCacheManager::num_cached_blocks(uint64_t seq_id) const {
+  auto it = tables_.find(seq_id);
+  PAGEDLLM_CHECK(it != tables_.end(), "num_cached_blocks of unknown sequence " << seq_id);
+  return it->second.num_cached_blocks;
+}
+
+void KVCacheManager::check_cached_tokens(uint64_t seq_id, const std::vector<int32_t>& token_ids) const {
+  auto it = tables_.find(seq_id);
+  PAGEDLLM_CHECK(it != tables_.end(), "check_cached_tokens of unknown sequence " << seq_id);
+  const Entry& entry = it->second;
+  PAGEDLLM_CHECK(entry.num_cached_blocks * block_size_ <= static_cast<int64_t>(token_ids.size()),
+                 "sequence " << seq_id << " has more cached blocks than tokens");
+  for (int64_t i = 0; i < entry.num_cached_blocks; ++i) {
+    const int32_t* tokens = token_ids.data() + i * block_size_;
+    PAGEDLLM_CHECK(std::equal(tokens, tokens + block_size_, cached_tokens(entry.blocks[i])),
+                   "sequence " << seq_id << " block " << i << " (block id " << entry.blocks[i]
+                               << ") holds KV of other tokens");
+  }
+}
+
 void KVCacheManager::check_invariants() const {
   pool_.check_invariants();
-  std::vector<uint8_t> seen(static_cast<size_t>(pool_.num_blocks()), 0);  // [num_blocks]
-  int64_t num_table_blocks = 0;
+  std::vector<int32_t> holders(static_cast<size_t>(pool_.num_blocks()), 0);         // [num_blocks]
+  std::vector<const Entry*> last_holder(static_cast<size_t>(pool_.num_blocks()), nullptr);  // [num_blocks]
   int64_t num_tokens = 0;
   for (const auto& kv : tables_) {
     const Entry& entry = kv.second;
@@ -70,18 +178,43 @@ void KVCacheManager::check_invariants() const {
     PAGEDLLM_CHECK(static_cast<int64_t>(entry.blocks.size()) == cdiv(entry.num_tokens, block_size_),
                    "sequence " << kv.first << " holds " << entry.blocks.size() << " blocks for "
                                << entry.num_tokens << " tokens");
-    for (int32_t block_id : entry.blocks) {
-      PAGEDLLM_CHECK(pool_.ref_count(block_id) >= 1,
-                     "sequence " << kv.first << " holds free block " << block_id);
-      PAGEDLLM_CHECK(!seen[block_id], "block " << block_id << " appears in two tables");
-      seen[block_id] = 1;
+    PAGEDLLM_CHECK(entry.num_cached_blocks >= 0 && entry.num_cached_blocks <= entry.num_tokens / block_size_,
+                   "sequence " << kv.first << " has " << entry.num_cached_blocks << " cached blocks for "
+                               << entry.num_tokens << " tokens");
+    PAGEDLLM_CHECK(enable_caching_ || entry.num_cached_blocks == 0, "cached blocks with caching off");
+    for (size_t i = 0; i < entry.blocks.size(); ++i) {
+      const int32_t block_id = entry.blocks[i];
+      PAGEDLLM_CHECK(pool_.ref_count(block_id) >= 1, "sequence " << kv.first << " holds free block " << block_id);
+      PAGEDLLM_CHECK(last_holder[block_id] != &entry,
+                     "block " << block_id << " appears twice in the table of sequence " << kv.first);
+      last_holder[block_id] = &entry;
+      ++holders[block_id];
+      if (static_cast<int64_t>(i) < entry.num_cached_blocks) {
+        const int32_t parent = i == 0 ? -1 : entry.blocks[i - 1];
+        PAGEDLLM_CHECK(pool_.has_parent(block_id, parent),
+                       "sequence " << kv.first << " block " << i << " is not cached under its parent");
+      } else {
+        PAGEDLLM_CHECK(!pool_.is_cached(block_id) && pool_.ref_count(block_id) == 1,
+                       "sequence " << kv.first << " block " << i << " past its cached prefix is shared or cached");
+      }
     }
-    num_table_blocks += static_cast<int64_t>(entry.blocks.size());
     num_tokens += entry.num_tokens;
   }
-  PAGEDLLM_CHECK(num_table_blocks == pool_.num_used_blocks(),
-                 "tables hold " << num_table_blocks << " blocks but the pool has "
-                                << pool_.num_used_blocks() << " in use (leak)");
+  int64_t num_held = 0;
+  for (int32_t b = 0; b < pool_.num_blocks(); ++b) {
+    PAGEDLLM_CHECK(pool_.ref_count(b) == holders[b],
+                   "block " << b << " has ref count " << pool_.ref_count(b) << " but " << holders[b]
+                            << " tables hold it (leak or double use)");
+    num_held += holders[b] > 0 ? 1 : 0;
+    if (!pool_.is_cached(b)) continue;
+    const int32_t parent = pool_.cached_parent(b);
+    if (!pool_.has_parent(b, parent)) continue;  // its parent was evicted: unreachable until reused
+    const BlockHash parent_hash = parent < 0 ? kRootBlockHash : pool_.block_hash(parent);
+    PAGEDLLM_CHECK(pool_.block_hash(b) == hash_block_tokens(parent_hash, cached_tokens(b), block_size_),
+                   "cached block " << b << " holds a hash of other tokens or another parent");
+  }
+  PAGEDLLM_CHECK(num_held == pool_.num_used_blocks(),
+                 "tables hold " << num_held << " blocks but the pool has " << pool_.num_used_blocks() << " in use");
   PAGEDLLM_CHECK(num_tokens == num_used_slots_,
                  "tables hold " << num_tokens << " tokens but num_used_slots is " << num_used_slots_);
 }

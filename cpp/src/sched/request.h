@@ -29,6 +29,8 @@ struct Request {
   // First prompt position whose logprob is not yet reported (position 0 never has one).
   int64_t next_prompt_logprob_pos = 1;
   int64_t num_preemptions = 0;
+  // Prefix-cache hit in tokens when the request was first admitted; -1 before that.
+  int64_t num_cached_tokens = -1;
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   int64_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

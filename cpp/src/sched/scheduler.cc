@@ -89,13 +89,20 @@ SchedulerOutput Scheduler::schedule() {
   while (!preempted_any && token_budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Request* request = waiting_.front();
-    int64_t num_wanted = request->num_tokens() - request->num_computed_tokens;
+    const ComputedBlocks computed = lookup_prefix(*request);
+    int64_t num_wanted = request->num_tokens() - computed.num_tokens;
     int64_t num_new = std::min(num_wanted, token_budget);
     if (!config_.enable_chunked_prefill && num_new < num_wanted) break;
-    int64_t num_total = request->num_computed_tokens + num_new;
-    if (!kv_->can_allocate(request->seq_id, num_total)) break;
-    bool allocated = kv_->allocate_slots(request->seq_id, num_total);
+    int64_t num_total = computed.num_tokens + num_new;
+    if (!kv_->can_allocate(request->seq_id, num_total, computed)) break;
+    bool allocated = kv_->allocate_slots(request->seq_id, num_total, computed);
     PAGEDLLM_CHECK(allocated, "allocate_slots failed after can_allocate succeeded");
+    request->num_computed_tokens = computed.num_tokens;
+    if (request->num_cached_tokens < 0) request->num_cached_tokens = computed.num_tokens;
+    if (kv_->enable_caching() && request->params.prompt_logprobs < 0) {
+      num_prefix_cache_queries_ += request->num_tokens();
+      num_prefix_cache_hits_ += computed.num_tokens;
+    }
     waiting_.pop_front();
     request->status = RequestStatus::kRunning;
     running_.push_back(request);
@@ -125,6 +132,7 @@ std::vector<Request*> Scheduler::update(const SchedulerOutput& output,
     request->num_computed_tokens += entry.num_tokens;
     PAGEDLLM_CHECK(request->num_computed_tokens <= request->num_tokens(),
                    "request '" << request->request_id << "' computed past its tokens");
+    kv_->cache_full_blocks(request->seq_id, request->token_ids, request->num_computed_tokens);
     if (!entry.samples) continue;
     PAGEDLLM_CHECK(request->num_computed_tokens == request->num_tokens(),
                    "request '" << request->request_id << "' sampled before its last token");
@@ -156,6 +164,13 @@ Request* Scheduler::abort(const std::string& request_id) {
   Request* request = it->second.get();
   finish(request, FinishReason::kAbort);
   return request;
+}
+
+ComputedBlocks Scheduler::lookup_prefix(const Request& request) const {
+  if (!kv_->enable_caching() || request.params.prompt_logprobs >= 0) return ComputedBlocks();
+  PAGEDLLM_CHECK(request.num_computed_tokens == 0 && !kv_->has_sequence(request.seq_id),
+                 "prefix lookup for '" << request.request_id << "', which already has KV");
+  return kv_->get_computed_blocks(request.token_ids, request.num_tokens() - 1);
 }
 
 void Scheduler::preempt(Request* request) {
@@ -205,6 +220,9 @@ void Scheduler::check_invariants() const {
     PAGEDLLM_CHECK(num_slots >= r->num_computed_tokens,
                    "running '" << r->request_id << "' has KV for " << num_slots << " tokens but "
                                << r->num_computed_tokens << " computed");
+    PAGEDLLM_CHECK(kv_->num_cached_blocks(r->seq_id) * kv_->block_size() <= r->num_computed_tokens,
+                   "running '" << r->request_id << "' has cached blocks past its computed tokens");
+    kv_->check_cached_tokens(r->seq_id, r->token_ids);
   }
   PAGEDLLM_CHECK(static_cast<int64_t>(running_.size()) <= config_.max_num_seqs, "running exceeds max_num_seqs");
   const Request* prev = nullptr;

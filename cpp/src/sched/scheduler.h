@@ -15,11 +15,17 @@
 //     while budget, max_num_seqs and free blocks allow. Without chunked prefill a prompt joins
 //     only when all its remaining tokens fit the budget; with it, the head of the queue may take
 //     a partial chunk. Admission is a dry run (can_allocate) before any state changes.
+//     With prefix caching on, an admitted request (new or resumed after preemption) first looks
+//     up its longest cached prefix of whole blocks, at most num_tokens - 1 tokens so the last
+//     token's logits are computed, and starts with num_computed_tokens there: the rest is the
+//     ordinary (chunked) prefill. Requests asking for prompt logprobs skip the lookup (they
+//     need logits at every prompt position) but still fill the cache.
 // A preempted request recomputes its prompt and outputs later; since sampling depends only on
 // (seed, output index) and the logits, its output does not change.
 //
 // Invariants: budgets are never exceeded; a request is in exactly one of waiting, running or
-// finished; only running requests own KV blocks; all blocks are free when nothing is unfinished.
+// finished; only running requests own KV blocks; all blocks are free when nothing is unfinished;
+// a running request's cached blocks hold its own tokens and lie within its computed tokens.
 // Pure host code: it never touches a device pointer.
 #pragma once
 
@@ -70,7 +76,8 @@ class Scheduler {
   // Chooses this step's work and allocates its KV slots (see the order above).
   SchedulerOutput schedule();
 
-  // After the forward pass: advances num_computed_tokens of every scheduled request, appends
+  // After the forward pass: advances num_computed_tokens of every scheduled request (and
+  // registers its newly full blocks in the prefix cache), appends
   // sampled_token_ids[i] for each scheduled[i] with samples == true (entries for others are
   // ignored), applies the stop checks (EOS unless ignore_eos, stop_token_ids, both only after
   // min_tokens; max_tokens; max_model_len), and frees finished requests' blocks.
@@ -86,12 +93,19 @@ class Scheduler {
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_preemptions() const { return num_preemptions_; }
+  // Prefix-cache lookups of admitted requests, in tokens, as vLLM counts them: queries are the
+  // tokens looked up, hits the cached tokens found.
+  int64_t num_prefix_cache_queries() const { return num_prefix_cache_queries_; }
+  int64_t num_prefix_cache_hits() const { return num_prefix_cache_hits_; }
   const SchedulerConfig& config() const { return config_; }
 
   // CHECK-fails on any broken invariant (also runs the KV manager's check).
   void check_invariants() const;
 
  private:
+  // The cached prefix `request` may start from (empty when caching is off or it wants prompt
+  // logprobs). Never changes state.
+  ComputedBlocks lookup_prefix(const Request& request) const;
   void preempt(Request* request);
   void finish(Request* request, FinishReason reason);
   void purge_finished();
@@ -103,6 +117,8 @@ class Scheduler {
   std::vector<Request*> running_;  // oldest scheduled first
   std::vector<std::string> finished_ids_;  // purged on the next schedule()/update()
   int64_t num_preemptions_ = 0;
+  int64_t num_prefix_cache_queries_ = 0;
+  int64_t num_prefix_cache_hits_ = 0;
 };
 
 }  // namespace pagedllm
