@@ -49,6 +49,7 @@ void bind_engine(py::module_& m) {
       .def_readwrite("num_kv_blocks", &EngineConfig::num_kv_blocks)
       .def_readwrite("kv_cache_memory_bytes", &EngineConfig::kv_cache_memory_bytes)
       .def_readwrite("enable_chunked_prefill", &EngineConfig::enable_chunked_prefill)
+      .def_readwrite("enable_prefix_caching", &EngineConfig::enable_prefix_caching)
       .def_readwrite("num_threads", &EngineConfig::num_threads)
       .def_readwrite("seed", &EngineConfig::seed)
       .def_readwrite("log_stats", &EngineConfig::log_stats);
@@ -93,6 +94,7 @@ void bind_engine(py::module_& m) {
                              })
       .def_readonly("num_prompt_tokens", &RequestOutput::num_prompt_tokens)
       .def_readonly("num_output_tokens", &RequestOutput::num_output_tokens)
+      .def_readonly("num_cached_tokens", &RequestOutput::num_cached_tokens)
       .def("__repr__", [](const RequestOutput& o) {
         return "RequestOutput(request_id='" + o.request_id + "', new_token_ids=" +
                py::repr(py::cast(o.new_token_ids)).cast<std::string>() +
@@ -110,7 +112,10 @@ void bind_engine(py::module_& m) {
       .def_readonly("num_prompt_tokens_computed", &EngineStats::num_prompt_tokens_computed)
       .def_readonly("num_generation_tokens", &EngineStats::num_generation_tokens)
       .def_readonly("last_step_num_scheduled_tokens", &EngineStats::last_step_num_scheduled_tokens)
-      .def_readonly("last_step_num_scheduled_seqs", &EngineStats::last_step_num_scheduled_seqs);
+      .def_readonly("last_step_num_scheduled_seqs", &EngineStats::last_step_num_scheduled_seqs)
+      .def_readonly("num_prefix_cache_queries", &EngineStats::num_prefix_cache_queries)
+      .def_readonly("num_prefix_cache_hits", &EngineStats::num_prefix_cache_hits)
+      .def_readonly("num_cached_blocks", &EngineStats::num_cached_blocks);
 
   py::class_<ModelInfo>(m, "ModelInfo")
       .def_readonly("architecture", &ModelInfo::architecture)
@@ -150,6 +155,7 @@ void bind_engine(py::module_& m) {
              return std::move(out).value();
            })
       .def("abort_request", &Engine::abort_request, py::arg("request_id"))
+      .def("reset_prefix_cache", &Engine::reset_prefix_cache)
       .def("has_unfinished_requests", &Engine::has_unfinished_requests)
       .def("stats", &Engine::stats)
       .def_property_readonly("model_info", &Engine::model_info, py::return_value_policy::copy);

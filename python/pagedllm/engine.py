@@ -22,7 +22,8 @@ from pagedllm.tokenizer import Tokenizer
 _STAT_FIELDS = (
     "num_running", "num_waiting", "num_kv_blocks_total", "num_kv_blocks_used",
     "num_kv_slots_used", "num_preemptions", "num_steps", "num_prompt_tokens_computed",
-    "num_generation_tokens", "last_step_num_scheduled_tokens", "last_step_num_scheduled_seqs")
+    "num_generation_tokens", "last_step_num_scheduled_tokens", "last_step_num_scheduled_seqs",
+    "num_prefix_cache_queries", "num_prefix_cache_hits", "num_cached_blocks")
 
 
 def _import_core() -> Any:
@@ -60,6 +61,7 @@ class LLMEngine:
         self._requests: dict[str, RequestState] = {}
         self._samples: dict[str, tuple[RequestState, int]] = {}
         self._ignored: set[str] = set()
+        self._num_cached_tokens: dict[str, int] = {}
 
     @classmethod
     def from_engine_args(cls, args: EngineArgs) -> LLMEngine:
@@ -131,6 +133,7 @@ class LLMEngine:
         state = self._requests.pop(request_id, None)
         if state is None:
             return False
+        self._num_cached_tokens.pop(request_id, None)
         for sample in state.samples:
             self._samples.pop(sample.core_id, None)
             if not sample.finished and self._core.abort_request(sample.core_id):
@@ -153,6 +156,8 @@ class LLMEngine:
                     self._ignored.discard(out.request_id)
                 continue
             state, index = entry
+            if index == 0:
+                self._num_cached_tokens[state.request_id] = int(out.num_cached_tokens)
             if state.process(index, out) and self._core.abort_request(out.request_id):
                 self._ignored.add(out.request_id)
             if state.samples[index].finished:
@@ -162,10 +167,17 @@ class LLMEngine:
         for state in touched.values():
             output = state.make_output()
             if output is not None:
+                output.num_cached_tokens = self._num_cached_tokens.get(state.request_id, 0)
                 outputs.append(output)
             if state.finished:
                 self._requests.pop(state.request_id, None)
+                self._num_cached_tokens.pop(state.request_id, None)
         return outputs
+
+    def reset_prefix_cache(self) -> bool:
+        """Drops every cached prefix block; False (nothing dropped) while requests hold KV
+        blocks."""
+        return bool(self._core.reset_prefix_cache())
 
     def get_stats(self) -> dict[str, int]:
         stats = self._core.stats()

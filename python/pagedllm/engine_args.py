@@ -30,6 +30,7 @@ class EngineArgs:
     max_num_batched_tokens: int | None = None
     block_size: int = 16
     enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = True
     num_kv_blocks: int | None = None
     kv_cache_memory_bytes: int | None = None
     num_threads: int | None = None
@@ -63,6 +64,7 @@ class EngineArgs:
         config.num_kv_blocks = self.num_kv_blocks or 0
         config.kv_cache_memory_bytes = self.kv_cache_memory_bytes or 0
         config.enable_chunked_prefill = self.enable_chunked_prefill
+        config.enable_prefix_caching = self.enable_prefix_caching
         config.num_threads = self.num_threads or 0
         config.seed = self.seed % 2**64
         config.log_stats = self.log_stats
@@ -92,6 +94,9 @@ class EngineArgs:
         group.add_argument("--enable-chunked-prefill", default=True,
                            action=argparse.BooleanOptionalAction,
                            help="split long prompts across steps (default: on)")
+        group.add_argument("--enable-prefix-caching", default=True,
+                           action=argparse.BooleanOptionalAction,
+                           help="reuse the KV cache of shared prompt prefixes (default: on)")
         group.add_argument("--num-kv-blocks", type=int,
                            help="exact number of KV-cache blocks (default: from memory)")
         group.add_argument("--kv-cache-memory-bytes", type=parse_size,

@@ -29,7 +29,8 @@ class LLM:
     def __init__(self, model: str, tokenizer: str | None = None, *, dtype: str = "auto",
                  max_model_len: int | None = None, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, block_size: int = 16,
-                 enable_chunked_prefill: bool = True, seed: int | None = 0,
+                 enable_chunked_prefill: bool = True, enable_prefix_caching: bool = True,
+                 seed: int | None = 0,
                  num_kv_blocks: int | None = None, kv_cache_memory_bytes: int | None = None,
                  num_threads: int | None = None, revision: str | None = None,
                  tokenizer_revision: str | None = None, download_dir: str | None = None,
@@ -38,7 +39,8 @@ class LLM:
         self.llm_engine = LLMEngine(
             model, tokenizer, dtype=dtype, max_model_len=max_model_len,
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-            block_size=block_size, enable_chunked_prefill=enable_chunked_prefill, seed=seed,
+            block_size=block_size, enable_chunked_prefill=enable_chunked_prefill,
+            enable_prefix_caching=enable_prefix_caching, seed=seed,
             num_kv_blocks=num_kv_blocks, kv_cache_memory_bytes=kv_cache_memory_bytes,
             num_threads=num_threads, revision=revision, tokenizer_revision=tokenizer_revision,
             download_dir=download_dir, log_stats=log_stats)
@@ -47,6 +49,11 @@ class LLM:
 
     def get_tokenizer(self) -> Tokenizer:
         return self.llm_engine.tokenizer
+
+    def reset_prefix_cache(self) -> bool:
+        """Drops every cached prefix block. False (nothing dropped) while requests hold KV
+        blocks, as in vLLM."""
+        return self.llm_engine.reset_prefix_cache()
 
     def get_default_sampling_params(self) -> SamplingParams:
         """The model's generation_config.json defaults, as vLLM applies them."""
