@@ -1,4 +1,5 @@
-"""The ``pagedllm`` command: ``pagedllm generate --model PATH_OR_ID "prompt" ...``.
+"""The ``pagedllm`` command: ``pagedllm generate --model PATH_OR_ID "prompt" ...`` and
+``pagedllm serve [MODEL]`` (the OpenAI-compatible HTTP server).
 
 The only module that reads the command line and standard input.
 """
@@ -30,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     EngineArgs.add_cli_args(generate, default_model="demo")
     _add_sampling_args(generate)
     generate.set_defaults(handler=run_generate)
+    serve = commands.add_parser(
+        "serve", help="serve a model over an OpenAI-compatible HTTP API",
+        description="Serve MODEL (default: the embedded demo model) over an OpenAI-compatible "
+                    "HTTP API: /v1/completions, /v1/chat/completions, /v1/models, /metrics, "
+                    "and a chat page at /.")
+    serve.add_argument("model_tag", nargs="?", metavar="MODEL",
+                       help="model directory, Hugging Face id, or 'demo' (same as --model)")
+    EngineArgs.add_cli_args(serve, default_model="demo")
+    from pagedllm.entrypoints.openai.server_config import add_server_args
+
+    add_server_args(serve)
+    serve.set_defaults(handler=run_serve)
     return parser
 
 
@@ -88,6 +101,18 @@ def run_generate(args: argparse.Namespace) -> int:
             print(completion.text)
         print()
     return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pagedllm.entrypoints.openai.api_server import run_server
+
+    if args.model_tag is not None:
+        if args.model not in ("demo", args.model_tag):
+            print("pagedllm serve: error: give the model once (MODEL or --model)",
+                  file=sys.stderr)
+            return 2
+        args.model = args.model_tag
+    return run_server(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Network entry points of pagedllm (the OpenAI-compatible HTTP server)."""
