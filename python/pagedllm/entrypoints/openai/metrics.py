@@ -64,6 +64,9 @@ class _EngineCollector(Collector):
         yield gauge("num_kv_blocks_free", "KV-cache blocks free.", total - used)
         yield gauge("num_kv_slots_used", "Tokens whose KV is stored.",
                     stats.get("num_kv_slots_used", 0))
+        if "num_cached_blocks" in stats:
+            yield gauge("num_kv_blocks_cached", "Free KV-cache blocks still holding a cached "
+                        "prefix (reusable, evictable).", stats["num_cached_blocks"])
         yield gauge("engine_alive", "1 while the engine loop runs.",
                     1.0 if self.engine.is_alive else 0.0)
         yield counter("num_preemptions", "Preemptions since start.",
