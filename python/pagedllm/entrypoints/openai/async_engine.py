@@ -106,6 +106,7 @@ class AsyncEngine:
         self._commands: list[_Add | str] = []
         self._num_pending_samples = 0
         self._stopping = False
+        self._draining = False
         self._dead: BaseException | None = None
         self._streams: dict[str, RequestStream] = {}
         self._unscheduled: collections.OrderedDict[str, int] = collections.OrderedDict()
@@ -128,7 +129,9 @@ class AsyncEngine:
 
     @property
     def num_waiting_samples(self) -> int:
-        return self._num_pending_samples + self.snapshot.stats.get("num_waiting", 0)
+        """Samples queued: not yet seen by the engine's latest stats, or waiting in it."""
+        with self._cond:
+            return self._num_pending_samples + self.snapshot.stats.get("num_waiting", 0)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -138,7 +141,9 @@ class AsyncEngine:
     def check_capacity(self, num_samples: int) -> None:
         """Raises QueueFullError when ``num_samples`` more would overflow the queue and
         EngineDeadError when the engine has stopped."""
-        if self._dead is not None or self._stopping:
+        if self._draining or self._stopping:
+            raise EngineDeadError("the server is shutting down")
+        if self._dead is not None:
             raise EngineDeadError("the engine is not running")
         limit = self.max_waiting_requests
         if limit is not None and self.num_waiting_samples + num_samples > limit:
@@ -183,13 +188,23 @@ class AsyncEngine:
             self._commands.append(request_id)
             self._cond.notify()
 
+    async def drain(self, timeout: float) -> None:
+        """Refuses new requests, gives the running ones ``timeout`` seconds to finish, then
+        aborts the rest (their streams end with EngineDeadError)."""
+        self._draining = True
+        deadline = time.monotonic() + timeout
+        while self._streams and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._abort_all("the server is shutting down")
+
+    def _abort_all(self, reason: str) -> None:
+        for request_id, stream in list(self._streams.items()):
+            self.abort(request_id)
+            stream.put(EngineDeadError(reason))
+
     async def shutdown(self) -> None:
         """Aborts every request, stops the engine thread and waits for it."""
-        for request_id in list(self._streams):
-            stream = self._streams.get(request_id)
-            self.abort(request_id)
-            if stream is not None:
-                stream.put(EngineDeadError("the server is shutting down"))
+        self._abort_all("the server is shutting down")
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -213,8 +228,7 @@ class AsyncEngine:
                     self._cond.wait()
                 commands, self._commands = self._commands, []
                 stopping = self._stopping
-            for command in commands:
-                self._apply(command)
+            num_added = sum(self._apply(command) for command in commands)
             if stopping:
                 for request_id in list(self._unscheduled):
                     engine.abort_request(request_id)
@@ -225,17 +239,21 @@ class AsyncEngine:
                 outputs = engine.step()
             stats = engine.get_stats()
             scheduled = self._newly_scheduled(stats["num_waiting"])
-            self.snapshot = EngineSnapshot(stats=stats,
-                                           num_unfinished=engine.get_num_unfinished_requests())
+            snapshot = EngineSnapshot(stats=stats,
+                                      num_unfinished=engine.get_num_unfinished_requests())
+            with self._cond:
+                self.snapshot = snapshot
+                self._num_pending_samples -= num_added
             if outputs or scheduled:
                 self._post(self._deliver, outputs, scheduled, step_time)
 
-    def _apply(self, command: _Add | str) -> None:
+    def _apply(self, command: _Add | str) -> int:
+        """Runs one command; returns the samples it took off the pending count."""
         engine = self.engine
         if isinstance(command, str):
             engine.abort_request(command)
             self._unscheduled.pop(command, None)
-            return
+            return 0
         try:
             engine.add_request(command.request_id, command.prompt, command.params,
                                arrival_time=command.arrival_time)
@@ -244,9 +262,7 @@ class AsyncEngine:
         else:
             self._unscheduled[command.request_id] = command.num_samples
             self._post(_set_future, command.future, None)
-        finally:
-            with self._cond:
-                self._num_pending_samples -= command.num_samples
+        return command.num_samples
 
     def _newly_scheduled(self, num_waiting: int) -> list[str]:
         """Ids of the requests scheduled for the first time by the latest step, assuming FCFS:

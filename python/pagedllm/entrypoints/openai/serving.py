@@ -23,6 +23,7 @@ from pagedllm.outputs import RequestOutput
 from pagedllm.sampling_params import RequestOutputKind, SamplingParams
 
 _OFFLOAD_CHARS = 20000
+MAX_N = 256
 
 
 @dataclass
@@ -43,7 +44,7 @@ class ServingContext:
         self.metrics = ServerMetrics(engine, config.model_name)
         engine.on_request_finished = self.metrics.request_finished
         self.limits = Limits(vocab_size=engine.vocab_size, max_model_len=engine.max_model_len,
-                             max_n=int(engine.engine.model_info.max_num_seqs))
+                             max_n=MAX_N)
         self.defaults = engine.engine.default_sampling_params()
         self.tokenizer = engine.tokenizer
         self.started = time.time()
