@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pagedllm.engine import LLMEngine
@@ -151,32 +151,43 @@ class AsyncEngine:
                 f"the server is at capacity: {self.num_waiting_samples} requests are waiting "
                 f"(--max-waiting-requests {limit}); retry later")
 
-    async def generate(self, request_id: str, prompt: Any, params: SamplingParams,
-                       arrival_time: float | None = None) -> RequestStream:
-        """Queues a request; returns its stream once the engine accepted it.
+    async def generate(self, requests: Sequence[tuple[str, Any, SamplingParams]],
+                       arrival_time: float | None = None) -> list[RequestStream]:
+        """Queues ``(request_id, prompt, params)`` requests together (they join the same
+        engine step); returns their streams once the engine accepted all of them.
 
-        ``params.output_kind`` must be DELTA. Raises QueueFullError, EngineDeadError, or the
-        engine's ValueError/TypeError for a request it refuses.
+        ``params.output_kind`` must be DELTA. All or none: raises QueueFullError,
+        EngineDeadError, or the engine's ValueError/TypeError for a request it refuses, and
+        then aborts the others.
         """
-        self.check_capacity(params.n)
+        self.check_capacity(sum(params.n for _, _, params in requests))
         arrival = arrival_time if arrival_time is not None else time.time()
-        stream = RequestStream(request_id, arrival, params.n)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._streams[request_id] = stream
+        loop = asyncio.get_running_loop()
+        streams, commands = [], []
+        for request_id, prompt, params in requests:
+            stream = RequestStream(request_id, arrival, params.n)
+            commands.append(_Add(request_id, prompt, params, arrival, loop.create_future()))
+            self._streams[request_id] = stream
+            streams.append(stream)
         with self._cond:
-            self._commands.append(_Add(request_id, prompt, params, arrival, future))
-            self._num_pending_samples += params.n
+            self._commands.extend(commands)
+            self._num_pending_samples += sum(c.num_samples for c in commands)
             self._cond.notify()
         try:
-            await future
+            results = await asyncio.gather(*(c.future for c in commands),
+                                           return_exceptions=True)
         except BaseException:
-            self._streams.pop(request_id, None)
-            rejected = (future.done() and not future.cancelled()
-                        and future.exception() is not None)
-            if not rejected:
-                self.abort(request_id)
+            for command in commands:
+                self.abort(command.request_id)
             raise
-        return stream
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for command, result in zip(commands, results):
+                self._streams.pop(command.request_id, None)
+                if not isinstance(result, BaseException):
+                    self.abort(command.request_id)
+            raise errors[0]
+        return streams
 
     def abort(self, request_id: str) -> None:
         """Stops a request at once (its KV blocks are freed by the next engine iteration);

@@ -121,19 +121,14 @@ class ServingContext:
             raise server_busy(str(exc)) from exc
         except EngineDeadError as exc:
             raise server_busy(str(exc)) from exc
-        streams: list[RequestStream] = []
+        requests = [(f"{request_id}-{index}", item.as_prompt(), item_params)
+                    for index, (item, item_params) in enumerate(zip(inputs, params))]
         try:
-            for index, (item, item_params) in enumerate(zip(inputs, params)):
-                streams.append(await engine.generate(f"{request_id}-{index}",
-                                                     item.as_prompt(), item_params))
-        except BaseException as exc:
-            for stream in streams:
-                engine.abort(stream.request_id)
-            if isinstance(exc, (ValueError, TypeError)):
-                raise bad_request(str(exc)) from exc
-            if isinstance(exc, (QueueFullError, EngineDeadError)):
-                raise server_busy(str(exc)) from exc
-            raise
+            streams = await engine.generate(requests)
+        except (ValueError, TypeError) as exc:
+            raise bad_request(str(exc)) from exc
+        except (QueueFullError, EngineDeadError) as exc:
+            raise server_busy(str(exc)) from exc
         return streams
 
     def abort_all(self, streams: Sequence[RequestStream]) -> None:
