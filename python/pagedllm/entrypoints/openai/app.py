@@ -26,7 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pagedllm import __version__
 from pagedllm.engine import LLMEngine
 from pagedllm.entrypoints.openai.async_engine import AsyncEngine
-from pagedllm.entrypoints.openai.errors import APIError, bad_request, error_body
+from pagedllm.entrypoints.openai.errors import (APIError, bad_request, error_body,
+                                                error_response)
 from pagedllm.entrypoints.openai.fields import Fields
 from pagedllm.entrypoints.openai.metrics import CONTENT_TYPE
 from pagedllm.entrypoints.openai.openapi import openapi_schema
@@ -53,9 +54,9 @@ class _APIKeyMiddleware:
         if scope["type"] != "http" or _is_public(scope["path"]) or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        response = JSONResponse(error_body(401, "invalid or missing API key: send "
-                                                "'Authorization: Bearer <key>'"),
-                                status_code=401, headers={"www-authenticate": "Bearer"})
+        response = error_response(401, error_body(401, "invalid or missing API key: send "
+                                                       "'Authorization: Bearer <key>'"),
+                                  headers={"www-authenticate": "Bearer"})
         await response(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
@@ -78,7 +79,7 @@ def _endpoint(ctx: ServingContext, handler: Endpoint) -> Callable[[Request], Awa
             return exc.response()
         except Exception:
             logger.exception("unexpected error in %s %s", request.method, request.url.path)
-            return JSONResponse(error_body(500, "internal server error"), status_code=500)
+            return error_response(500, error_body(500, "internal server error"))
 
     return run
 
@@ -142,8 +143,8 @@ async def _chat_page(ctx: ServingContext, request: Request) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     message = exc.detail if isinstance(exc, HTTPException) else "internal server error"
-    return JSONResponse(error_body(status, str(message)), status_code=status,
-                        headers=getattr(exc, "headers", None))
+    return error_response(status, error_body(status, str(message)),
+                          headers=getattr(exc, "headers", None))
 
 
 def build_app(engine: LLMEngine | AsyncEngine, config: ServerConfig | None = None) -> Starlette:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 _ERROR_TYPES = {
     400: "BadRequestError",
@@ -32,8 +33,19 @@ class APIError(Exception):
     def body(self) -> dict[str, object]:
         return error_body(self.status, self.message, param=self.param, code=self.code)
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+    def response(self) -> Response:
+        return error_response(self.status, self.body())
+
+
+class _AsciiJSONResponse(JSONResponse):
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def error_response(status: int, body: dict[str, object],
+                   headers: dict[str, str] | None = None) -> Response:
+    """The JSON response of an error body, ASCII-escaped (messages may quote any input)."""
+    return _AsciiJSONResponse(body, status_code=status, headers=headers)
 
 
 def error_body(status: int, message: str, *, param: str | None = None,

@@ -81,6 +81,12 @@ class ServingContext:
         return name
 
     async def encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        """Token ids of ``text``; 400 for text that is not valid Unicode (lone surrogates)."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise bad_request(f"the text is not valid Unicode: {exc.reason} at index "
+                              f"{exc.start}") from exc
         if len(text) > _OFFLOAD_CHARS:
             return await asyncio.to_thread(self.tokenizer.encode, text, add_special_tokens)
         return self.tokenizer.encode(text, add_special_tokens)
