@@ -17,10 +17,9 @@ _IGNORED = {
     "compilation_config": "there is no compilation step",
     "disable_custom_all_reduce": "there is a single device",
     "disable_async_output_proc": "output processing is synchronous",
-    "enable_prefix_caching": "prefix caching is not implemented yet",
     "trust_remote_code": "pagedllm runs only its built-in architectures",
     "hf_token": "log in with `hf auth login` to reach private models",
-    "max_logprobs": "there is no limit on logprobs",
+    "max_logprobs": "logprobs and prompt_logprobs are capped at 20",
     "disable_log_stats": "use log_stats",
     "use_v2_block_manager": "there is one block manager",
 }
