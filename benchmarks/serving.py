@@ -30,10 +30,13 @@ import random
 import shlex
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -85,8 +88,43 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
     return {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
 
 
-async def one_request(http: httpx.AsyncClient, base: str, args: argparse.Namespace,
-                      prompt: list[int] | str, output_len: int, prompt_len: int) -> Result:
+async def _post_stream(url: str, body: bytes, headers: dict[str, str]
+                       ) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST over a fresh connection; returns the status and the open stream after the
+    response headers. A minimal HTTP/1.1 client: httpx costs the client more CPU per event
+    than the server spends producing it, which on a small machine measures the client."""
+    parts = urllib.parse.urlsplit(url)
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    reader, writer = await asyncio.open_connection(
+        parts.hostname, port, ssl=ssl.create_default_context() if secure else None,
+        limit=2**22)
+    head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}",
+            "Content-Type: application/json", f"Content-Length: {len(body)}",
+            "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    status = int((await reader.readline()).split()[1])
+    chunked = False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        raise ValueError("expected a chunked event stream")
+    return status, reader, writer
+
+
+async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        if size == 0:
+            return
+        data = await reader.readexactly(size + 2)
+        yield data[:-2]
+
+
+async def one_request(base: str, args: argparse.Namespace, prompt: list[int] | str,
+                      output_len: int, prompt_len: int) -> Result:
     result = Result(prompt_len=prompt_len)
     body: dict = {"model": args.model, "max_tokens": output_len, "ignore_eos": True,
                   "temperature": args.temperature, "stream": True,
@@ -99,15 +137,21 @@ async def one_request(http: httpx.AsyncClient, base: str, args: argparse.Namespa
         body["prompt"] = prompt
     start = time.perf_counter()
     last = start
+    writer = None
     try:
-        async with http.stream("POST", url, json=body, headers=_headers(args)) as response:
-            if response.status_code != 200:
-                result.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
+        status, reader, writer = await _post_stream(url, json.dumps(body).encode(),
+                                                    _headers(args))
+        buffer = b""
+        async for data in _chunks(reader):
+            if status != 200:
+                result.error = f"HTTP {status}: {data[:200]!r}"
                 return result
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+            buffer += data
+            *events, buffer = buffer.split(b"\n\n")
+            for event in events:
+                if not event.startswith(b"data: ") or event == b"data: [DONE]":
                     continue
-                chunk = json.loads(line[6:])
+                chunk = json.loads(event[6:])
                 if "error" in chunk:
                     result.error = chunk["error"].get("message", "error event")
                     return result
@@ -122,9 +166,12 @@ async def one_request(http: httpx.AsyncClient, base: str, args: argparse.Namespa
                         else:
                             result.itl.append(now - last)
                         last = now
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         return result
+    finally:
+        if writer is not None:
+            writer.close()
     result.latency = time.perf_counter() - start
     result.ok = result.output_tokens > 0
     if not result.ok:
@@ -135,22 +182,20 @@ async def one_request(http: httpx.AsyncClient, base: str, args: argparse.Namespa
 async def run_load(base: str, args: argparse.Namespace, prompts: list,
                    dataset: list[tuple[list[int], int]]) -> tuple[list[Result], float]:
     rng = random.Random(args.seed + 1)
-    limit = args.max_concurrency or len(dataset)
-    semaphore = asyncio.Semaphore(limit)
-    limits = httpx.Limits(max_connections=limit + 8, max_keepalive_connections=limit + 8)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(3600.0), limits=limits) as http:
-        async def limited(prompt: list[int] | str, output_len: int, prompt_len: int) -> Result:
-            async with semaphore:
-                return await one_request(http, base, args, prompt, output_len, prompt_len)
+    semaphore = asyncio.Semaphore(args.max_concurrency or len(dataset))
 
-        tasks = []
-        start = time.perf_counter()
-        for prompt, (ids, output_len) in zip(prompts, dataset):
-            tasks.append(asyncio.create_task(limited(prompt, output_len, len(ids))))
-            if args.request_rate != float("inf"):
-                await asyncio.sleep(rng.expovariate(args.request_rate))
-        results = await asyncio.gather(*tasks)
-        return results, time.perf_counter() - start
+    async def limited(prompt: list[int] | str, output_len: int, prompt_len: int) -> Result:
+        async with semaphore:
+            return await one_request(base, args, prompt, output_len, prompt_len)
+
+    tasks = []
+    start = time.perf_counter()
+    for prompt, (ids, output_len) in zip(prompts, dataset):
+        tasks.append(asyncio.create_task(limited(prompt, output_len, len(ids))))
+        if args.request_rate != float("inf"):
+            await asyncio.sleep(rng.expovariate(args.request_rate))
+    results = await asyncio.gather(*tasks)
+    return results, time.perf_counter() - start
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
