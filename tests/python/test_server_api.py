@@ -243,3 +243,48 @@ def test_echo_loglikelihood(client, llm):
                                          echo=True, logprobs=1, temperature=0)
     assert with_gen.choices[0].text.startswith(prompt)
     assert len(with_gen.choices[0].logprobs.tokens) == len(ids) + 2
+
+
+def test_stop_token_ids_and_min_tokens(client):
+    base = client.completions.create(model="demo", prompt="Hello", max_tokens=12,
+                                     temperature=0, logprobs=0)
+    tokens = base.choices[0].logprobs.tokens
+    stop_id = ord(tokens[5])
+    first = next(i for i, t in enumerate(tokens) if ord(t) == stop_id)
+    out = client.completions.create(model="demo", prompt="Hello", max_tokens=12,
+                                    temperature=0, extra_body={"stop_token_ids": [stop_id]})
+    assert out.choices[0].finish_reason == "stop"
+    assert out.choices[0].model_extra["stop_reason"] == stop_id
+    assert out.choices[0].text == "".join(tokens[:first])
+    later = client.completions.create(
+        model="demo", prompt="Hello", max_tokens=12, temperature=0,
+        extra_body={"stop_token_ids": [stop_id], "min_tokens": first + 1,
+                    "include_stop_str_in_output": True})
+    assert later.usage.completion_tokens > first + 1
+
+
+def test_stream_several_prompts_and_samples(client):
+    kwargs = dict(model="demo", prompt=["Hello", "abc"], max_tokens=6, temperature=0.9,
+                  seed=3, n=2)
+    whole = {c.index: c.text for c in client.completions.create(**kwargs).choices}
+    streamed = {i: "" for i in range(4)}
+    finished = set()
+    for chunk in client.completions.create(**kwargs, stream=True):
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.text
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert streamed == whole and finished == {0, 1, 2, 3}
+
+
+def test_serving_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pagedllm.engine import LLMEngine; "
+            "from pagedllm.entrypoints.openai.app import build_app; "
+            "build_app(LLMEngine('demo', num_threads=1, log_stats=False)); "
+            "import pagedllm.entrypoints.openai.api_server; "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -3,6 +3,8 @@ shutdown on SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 
@@ -13,15 +15,26 @@ from server_utils import ServerProcess, shared_server
 openai = pytest.importorskip("openai")
 
 KEY = "test-secret"
+TEMPLATE = os.path.join(tempfile.gettempdir(), "pagedllm-test-chat-template.jinja")
 LONG = {"prompt": "Tell me a long story", "max_tokens": 2000, "ignore_eos": True,
         "stream": True}
 
 
 @pytest.fixture(scope="module")
 def limited():
+    with open(TEMPLATE, "w") as f:
+        f.write("{% for m in messages %}[{{ m['role'] }}:{{ m['content'] }}]{% endfor %}"
+                "{% if add_generation_prompt %}>{% endif %}")
     return shared_server("--served-model-name", "alpha", "beta", "--max-num-seqs", "1",
                          "--max-waiting-requests", "2", "--max-request-body-bytes", "4096",
-                         api_key=KEY)
+                         "--chat-template", TEMPLATE, api_key=KEY)
+
+
+def test_chat_template_flag(limited):
+    r = httpx.post(f"{limited.url}/tokenize", headers=limited.headers(),
+                   json={"messages": [{"role": "user", "content": "hi"}]})
+    expected = [ord(c) for c in "[user:hi]>"]
+    assert r.json()["tokens"] == expected
 
 
 def test_api_key(limited):

@@ -16,7 +16,6 @@ from typing import Any
 from pagedllm.outputs import Logprob
 
 TokenText = Callable[[int], str]
-PositionLogprobs = "dict[int, Logprob] | None"
 _FLOOR = -9999.0
 
 

@@ -67,6 +67,9 @@ class _EngineCollector(Collector):
         if "num_cached_blocks" in stats:
             yield gauge("num_kv_blocks_cached", "Free KV-cache blocks still holding a cached "
                         "prefix (reusable, evictable).", stats["num_cached_blocks"])
+        if "kv_internal_waste" in stats:
+            yield gauge("kv_internal_waste", "Unused slots in the KV blocks of running "
+                        "requests, as a fraction of their slots.", stats["kv_internal_waste"])
         yield gauge("engine_alive", "1 while the engine loop runs.",
                     1.0 if self.engine.is_alive else 0.0)
         yield counter("num_preemptions", "Preemptions since start.",
