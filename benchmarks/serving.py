@@ -9,13 +9,11 @@ a seeded random text, so they are valid for any model (chat prompts are their de
 
 Per request: TTFT (send to first content chunk), TPOT ((latency - TTFT) / (output tokens - 1)),
 ITL (gaps between content chunks), E2EL; reported as mean / median / p99, with request and token
-throughput and errors. When the server exposes pagedllm's /metrics, the engine steps, tokens per
-step and preemptions of the run are reported too. --offline-baseline then runs the same workload
-through LLM.generate in this process (same engine flags as --server-args, after a launched
-server has stopped) and reports the serving overhead: server vs offline output throughput and
-time per engine step.
+throughput and errors; engine steps, tokens per step and preemptions from pagedllm's /metrics.
+--offline-baseline runs the same workload through LLM.generate afterwards (same engine flags as
+--server-args) and reports server vs offline throughput and time per engine step.
 
-  python benchmarks/serving.py --launch --model demo --num-prompts 200 --request-rate 20
+  python benchmarks/serving.py --launch --model-path demo --num-prompts 200 --request-rate 20
   python benchmarks/serving.py --base-url http://127.0.0.1:8000 --max-concurrency 64
   python benchmarks/serving.py --launch --max-concurrency 256 --num-prompts 512 --offline-baseline
 """
@@ -41,15 +39,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-WORDS = ("the of and to in is was for on are with as be at by this had not are but from or "
-         "have an they which one you were all her she there would their we him been has when "
-         "who will more no if out so said what up its about into than them can only other new "
-         "some could time these two may then do first any my now such like our over man me even "
-         "most made after also did many before must through back years where much your way "
-         "well down should because each just those people how too little state good very make "
-         "world still own see men work long get here between both life being under never day "
-         "same another know while last might us great old year off come since against go came "
-         "right used take three").split()
+WORDS = ("the of and to in is was for on are with as be at by this had not but from or have an "
+         "they which one you were all her she there would their we him been has when who will "
+         "more no if out so said what up its about into than them can only other new some could "
+         "time these two may then do first any my now such like our over man me even most").split()
 
 
 @dataclass
@@ -211,13 +204,9 @@ def _engine_counters(http: httpx.Client, base: str, args: argparse.Namespace) ->
         text = http.get(f"{base}/metrics", headers=_headers(args)).text
     except httpx.HTTPError:
         return {}
-    counters = {}
-    for line in text.splitlines():
-        for name in ("engine_steps_total", "generation_tokens_total", "prompt_tokens_total",
-                     "num_preemptions_total"):
-            if line.startswith(f"pagedllm:{name}"):
-                counters[name] = float(line.rsplit(" ", 1)[1])
-    return counters
+    names = ("engine_steps_total", "generation_tokens_total", "num_preemptions_total")
+    return {name: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            for name in names if line.startswith(f"pagedllm:{name}")}
 
 
 def report(results: list[Result], duration: float, before: dict, after: dict,
@@ -254,16 +243,17 @@ def report(results: list[Result], duration: float, before: dict, after: dict,
     print(f"{'=' * 16} Serving Benchmark Result {'=' * 16}")
     print(f"{'Endpoint / request rate / max concurrency:':<44}{args.endpoint} / {rate} / "
           f"{args.max_concurrency or 'none'}")
-    print(f"{'Successful requests:':<44}{len(ok)}")
-    print(f"{'Errors:':<44}{len(errors)}")
-    for r in errors[:5]:
-        print(f"  error: {r.error}")
-    print(f"{'Benchmark duration (s):':<44}{duration:.2f}")
-    print(f"{'Total input tokens:':<44}{input_tokens}")
-    print(f"{'Total generated tokens:':<44}{output_tokens}")
-    print(f"{'Request throughput (req/s):':<44}{summary['request_throughput']:.2f}")
-    print(f"{'Output token throughput (tok/s):':<44}{summary['output_throughput']:.2f}")
-    print(f"{'Total token throughput (tok/s):':<44}{summary['total_token_throughput']:.2f}")
+    for label, value in (("Successful requests:", len(ok)), ("Errors:", len(errors)),
+                         *((f"  error: {r.error}", "") for r in errors[:5]),
+                         ("Benchmark duration (s):", f"{duration:.2f}"),
+                         ("Total input tokens:", input_tokens),
+                         ("Total generated tokens:", output_tokens),
+                         ("Request throughput (req/s):", f"{summary['request_throughput']:.2f}"),
+                         ("Output token throughput (tok/s):",
+                          f"{summary['output_throughput']:.2f}"),
+                         ("Total token throughput (tok/s):",
+                          f"{summary['total_token_throughput']:.2f}")):
+        print(f"{label:<44}{value}")
     for title, name in (("Time to First Token", "ttft_ms"), ("Time per Output Token (excl. "
                         "1st token)", "tpot_ms"), ("Inter-token Latency", "itl_ms"),
                         ("End-to-end Latency", "e2el_ms")):
@@ -288,7 +278,8 @@ def offline_baseline(args: argparse.Namespace, dataset: list[tuple[list[int], in
     from pagedllm.cli import build_parser
     from pagedllm.engine_args import EngineArgs
 
-    parsed = build_parser().parse_args(["serve", args.model_path, *shlex.split(args.server_args)])
+    parsed = build_parser().parse_args(["serve", "--model", args.model_path,
+                                        *shlex.split(args.server_args)])
     llm = LLM(**vars(EngineArgs.from_cli_args(parsed)))
     prompts = [{"prompt_token_ids": ids} for ids, _ in dataset]
     params = [SamplingParams(max_tokens=n, ignore_eos=True, temperature=args.temperature,
