@@ -147,3 +147,33 @@ def test_sigterm_graceful_shutdown():
 def test_sigterm_idle_exits_zero():
     server = ServerProcess()
     assert server.stop(timeout=30) == 0, server.output()
+
+
+def test_engine_failure_answers_503():
+    import asyncio
+
+    from pagedllm.engine import LLMEngine
+    from pagedllm.entrypoints.openai.app import build_app
+
+    engine = LLMEngine("demo", num_threads=2, log_stats=False)
+    app = build_app(engine)
+    async_engine = app.state.serving.engine
+
+    def failing_step():
+        raise RuntimeError("simulated engine failure")
+
+    async def run() -> None:
+        async_engine.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            body = {"prompt": "hi", "max_tokens": 2}
+            assert (await client.post("/v1/completions", json=body)).status_code == 200
+            engine.step = failing_step
+            r = await client.post("/v1/completions", json=body)
+            assert r.status_code == 503 and "simulated" in r.json()["error"]["message"]
+            assert (await client.get("/health")).status_code == 503
+            assert (await client.post("/v1/completions", json=body)).status_code == 503
+            assert (await client.get("/v1/models")).status_code == 200
+        await async_engine.shutdown()
+
+    asyncio.run(run())

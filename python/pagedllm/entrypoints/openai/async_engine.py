@@ -228,6 +228,12 @@ class AsyncEngine:
         except BaseException as exc:
             logger.exception("the engine loop failed; the server can no longer generate")
             self._dead = exc
+            with self._cond:
+                commands, self._commands = self._commands, []
+            error = EngineDeadError(f"the engine failed: {exc}")
+            for command in commands:
+                if isinstance(command, _Add):
+                    self._post(_set_future, command.future, error)
             self._post(self._fail_all, exc)
 
     def _serve(self) -> None:
@@ -241,8 +247,6 @@ class AsyncEngine:
                 stopping = self._stopping
             num_added = sum(self._apply(command) for command in commands)
             if stopping:
-                for request_id in list(self._unscheduled):
-                    engine.abort_request(request_id)
                 return
             outputs: list[RequestOutput] = []
             step_time = time.time()
