@@ -49,16 +49,15 @@ def _requests() -> list[dict]:
 
 def _expected(requests: list[dict]) -> list[str]:
     llm = LLM("demo", num_threads=NUM_THREADS, log_stats=False, seed=0)
-    texts = []
-    for i, r in enumerate(requests):
-        params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, seed=i,
-                                ignore_eos=True)
-        body = r["body"]
-        if "messages" in body:
-            out = llm.chat(body["messages"], params, use_tqdm=False)
-        else:
-            out = llm.generate(body["prompt"], params, use_tqdm=False)
-        texts.append(out[0].outputs[0].text)
+    params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True)
+    chats = [i for i, r in enumerate(requests) if "messages" in r["body"]]
+    plain = [i for i, r in enumerate(requests) if "prompt" in r["body"]]
+    texts: list[str] = [""] * len(requests)
+    outputs = llm.chat([requests[i]["body"]["messages"] for i in chats], params, use_tqdm=False)
+    outputs += llm.generate([requests[i]["body"]["prompt"] for i in plain], params,
+                            use_tqdm=False)
+    for i, output in zip(chats + plain, outputs):
+        texts[i] = output.outputs[0].text
     return texts
 
 
