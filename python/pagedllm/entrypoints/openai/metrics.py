@@ -109,7 +109,9 @@ class ServerMetrics:
         self.e2e = histogram("e2e_request_latency_seconds", "Arrival to finish.",
                              _LATENCY_BUCKETS)
         self.queue = histogram("request_queue_time_seconds",
-                               "Arrival to first scheduled step.", _LATENCY_BUCKETS)
+                               "Arrival to the start of the first step that scheduled the "
+                               "request (inferred FCFS from the engine's waiting count).",
+                               _LATENCY_BUCKETS)
         self.prompt_tokens = histogram("request_prompt_tokens", "Prompt tokens per request.",
                                        _TOKEN_BUCKETS)
         self.generation_tokens = histogram("request_generation_tokens",
