@@ -10,8 +10,8 @@ Engines (--engines, each in its own subprocess, so peak RSS is its own):
             repeated timings of the same prompts do not hit a cache);
   llamacpp  llama.cpp through llama-cpp-python's low-level API (benchmarks/llamacpp_batched.py):
             the checkpoint converted to GGUF by benchmarks/gguf_convert.py (F32 or BF16 like the
-            checkpoint), continuous batching of up to N sequences in one llama_batch, tried at
-            each N of --llamacpp-parallel (best reported);
+            checkpoint, KV cache in the same type), continuous batching of up to N sequences in
+            one llama_batch, tried at each N of --llamacpp-parallel (best reported);
   hf        transformers `generate`: static batches in workload order, left padding, greedy,
             every batch runs to its longest output; each of --hf-batch-sizes tried (best
             reported; a size is abandoned once slower than the best so far).
@@ -217,7 +217,9 @@ def worker_llamacpp(a, workload: list, extra: dict) -> dict:
     max_seq = max(len(r["prompt"]) + r["output_len"] for r in workload)
     sizes = sorted({min(int(x), len(workload)) for x in a.llamacpp_parallel.split(",")}, reverse=True)
     opts = dict(threads=a.num_threads, n_batch=a.llamacpp_n_batch, n_ubatch=a.llamacpp_n_batch,
-                kv_type=a.llamacpp_kv_type, flash_attn=a.llamacpp_flash_attn, kv_unified=a.llamacpp_kv_unified)
+                kv_type={"model": {"float32": "f32", "bfloat16": "bf16"}[a.dtype]}.get(a.llamacpp_kv_type,
+                                                                                      a.llamacpp_kv_type),
+                flash_attn=a.llamacpp_flash_attn, kv_unified=a.llamacpp_kv_unified)
     t_load = time.perf_counter()
     eng = LlamaCppBatched(gguf_path, sizes[0], max_seq, **opts)
     load_s = time.perf_counter() - t_load
@@ -455,9 +457,11 @@ def main() -> None:
     p.add_argument("--llamacpp-parallel", default="64", help="comma-separated max parallel sequences to try "
                    "(capped at the number of prompts)")
     p.add_argument("--llamacpp-n-batch", type=int, default=512, help="llama.cpp n_batch = n_ubatch")
-    p.add_argument("--llamacpp-kv-type", choices=["f16", "bf16", "f32"], default="f16",
-                   help="llama.cpp KV cache type (default f16: llama.cpp's default)")
-    p.add_argument("--llamacpp-flash-attn", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--llamacpp-kv-type", choices=["model", "f16", "bf16", "f32"], default="model",
+                   help="llama.cpp KV cache type (default: the model's, F32 or BF16, as pagedllm; llama.cpp's own "
+                        "default f16 with flash attention was 1.5-2.4x slower on this CPU, see RESULTS.md)")
+    p.add_argument("--llamacpp-flash-attn", choices=["auto", "on", "off"], default="off",
+                   help="llama.cpp flash attention (default off: faster here with F32/BF16 KV)")
     p.add_argument("--llamacpp-kv-unified", action="store_true", help="one KV buffer for all sequences")
     p.add_argument("--max-num-seqs", type=int, help="pagedllm max_num_seqs (default: the engine's)")
     p.add_argument("--b1-input-len", type=int, default=128, help="single-stream decode: prompt tokens")
