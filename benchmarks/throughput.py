@@ -171,6 +171,18 @@ def timed_cpu(fn, repeat: int) -> tuple[float, float]:
     return best
 
 
+def core_build() -> str:
+    """The pagedllm extension under test: its file's modification time and sha256 prefix (other
+    engineers rebuild it; results from different builds must not be mixed)."""
+    import hashlib
+
+    from pagedllm import _core
+
+    with open(_core.__file__, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"{time.strftime('%H:%M:%S', time.gmtime(os.path.getmtime(_core.__file__)))} UTC sha256 {digest}"
+
+
 def worker_pagedllm(a, workload: list, extra: dict) -> dict:
     import inspect
 
@@ -204,7 +216,7 @@ def worker_pagedllm(a, workload: list, extra: dict) -> dict:
     n_out = sum(len(o.outputs[0].token_ids) for o in outs)
     assert n_out == sum(r["output_len"] for r in workload), "pagedllm: outputs not forced to length"
     res = {"engine": "pagedllm", "elapsed_s": elapsed, "cpu_s": cpu, "load_s": load_s, "ttft_s": ttft,
-           "peak_rss_mib": peak_rss_mib()}
+           "peak_rss_mib": peak_rss_mib(), "core_build": core_build()}
     res.update(extras(a, extra, run))
     return res
 
@@ -412,7 +424,8 @@ def run_all(args, model_dir: str, workload: list, extra: dict, engines: list[str
                 r = spawn(args, e, model_dir, data_file)
                 r["load_before"] = load
                 runs[e].append(r)
-                log(f"  round {rnd + 1} {r['engine']:<24} {r['elapsed_s']:7.2f} s  (load {load:.2f})")
+                build = f"  [core {r['core_build']}]" if "core_build" in r else ""
+                log(f"  round {rnd + 1} {r['engine']:<24} {r['elapsed_s']:7.2f} s  (load {load:.2f}){build}")
     finally:
         os.unlink(data_file)
     gemm_med = {k: statistics.median(g[k] for g in gemm) for k in (gemm[0] if gemm else {})
