@@ -115,7 +115,11 @@ void bind_engine(py::module_& m) {
       .def_readonly("last_step_num_scheduled_seqs", &EngineStats::last_step_num_scheduled_seqs)
       .def_readonly("num_prefix_cache_queries", &EngineStats::num_prefix_cache_queries)
       .def_readonly("num_prefix_cache_hits", &EngineStats::num_prefix_cache_hits)
-      .def_readonly("num_cached_blocks", &EngineStats::num_cached_blocks);
+      .def_readonly("num_cached_blocks", &EngineStats::num_cached_blocks)
+      .def_readonly("num_kv_slots_allocated", &EngineStats::num_kv_slots_allocated)
+      .def_readonly("num_kv_slots_filled", &EngineStats::num_kv_slots_filled)
+      .def_readonly("kv_internal_waste", &EngineStats::kv_internal_waste)
+      .def_readonly("num_kv_blocks_saved_by_sharing", &EngineStats::num_kv_blocks_saved_by_sharing);
 
   py::class_<ModelInfo>(m, "ModelInfo")
       .def_readonly("architecture", &ModelInfo::architecture)
@@ -145,6 +149,13 @@ void bind_engine(py::module_& m) {
             throw_if_error(e.add_request(id, std::move(prompt), params));
           },
           py::arg("request_id"), py::arg("prompt_token_ids"), py::arg("params"))
+      .def(
+          "add_parallel_requests",
+          [](Engine& e, const std::vector<std::string>& ids, std::vector<int32_t> prompt,
+             const std::vector<SamplingParams>& params) {
+            throw_if_error(e.add_parallel_requests(ids, std::move(prompt), params));
+          },
+          py::arg("request_ids"), py::arg("prompt_token_ids"), py::arg("params"))
       .def("step",
            [](Engine& e) {
              Result<std::vector<RequestOutput>> out = [&] {

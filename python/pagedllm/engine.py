@@ -1,8 +1,8 @@
 """LLMEngine: the Python side of one engine (tokenize, submit, step, detokenize).
 
 Shared by the LLM class and the HTTP server. A request with ``n`` samples runs as ``n`` core
-requests ``"<id>#<i>"`` (just ``"<id>"`` when n is 1) whose outputs are gathered into one
-RequestOutput. Not thread-safe: call it from one thread at a time.
+requests ``"<id>#<i>"`` (just ``"<id>"`` when n is 1), added together as parallel samples that
+share the prompt's KV blocks, whose outputs are gathered into one RequestOutput. Not thread-safe: call it from one thread at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ _STAT_FIELDS = (
     "num_running", "num_waiting", "num_kv_blocks_total", "num_kv_blocks_used",
     "num_kv_slots_used", "num_preemptions", "num_steps", "num_prompt_tokens_computed",
     "num_generation_tokens", "last_step_num_scheduled_tokens", "last_step_num_scheduled_seqs",
-    "num_prefix_cache_queries", "num_prefix_cache_hits", "num_cached_blocks")
+    "num_prefix_cache_queries", "num_prefix_cache_hits", "num_cached_blocks",
+    "num_kv_slots_allocated", "num_kv_slots_filled", "num_kv_blocks_saved_by_sharing")
+# Fractions in [0, 1].
+_FLOAT_STAT_FIELDS = ("kv_internal_waste",)
 
 
 def _import_core() -> Any:
@@ -108,19 +111,14 @@ class LLMEngine:
         derived_max = None
         if params.max_tokens is None:
             derived_max = max(1, self.max_model_len - len(token_ids))
-        added: list[str] = []
-        try:
-            for i, core_id in enumerate(core_ids):
-                seed = None if params.seed is None else params.seed + i
-                core_params = params.to_core(max_tokens=derived_max, seed=seed,
-                                             with_prompt_logprobs=i == 0)
-                self._core.add_request(core_id, token_ids, core_params)
-                added.append(core_id)
-        except BaseException:
-            for core_id in added:
-                if self._core.abort_request(core_id):
-                    self._ignored.add(core_id)
-            raise
+        core_params = [params.to_core(max_tokens=derived_max,
+                                      seed=None if params.seed is None else params.seed + i,
+                                      with_prompt_logprobs=i == 0)
+                       for i in range(len(core_ids))]
+        if len(core_ids) == 1:
+            self._core.add_request(core_ids[0], token_ids, core_params[0])
+        else:
+            self._core.add_parallel_requests(core_ids, token_ids, core_params)
         state = RequestState(request_id, text, token_ids, params, core_ids, self._tokenizer,
                              self._eos_token_ids, arrival_time)
         self._requests[request_id] = state
@@ -179,6 +177,11 @@ class LLMEngine:
         blocks."""
         return bool(self._core.reset_prefix_cache())
 
-    def get_stats(self) -> dict[str, int]:
+    def get_stats(self) -> dict[str, int | float]:
+        """Engine counters (ints) and ``kv_internal_waste``: unused slots of the KV blocks held
+        by running requests over their slots (a shared block counts once)."""
         stats = self._core.stats()
-        return {name: int(getattr(stats, name)) for name in _STAT_FIELDS}
+        out: dict[str, int | float] = {name: int(getattr(stats, name)) for name in _STAT_FIELDS}
+        for name in _FLOAT_STAT_FIELDS:
+            out[name] = float(getattr(stats, name))
+        return out

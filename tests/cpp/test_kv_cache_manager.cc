@@ -145,3 +145,35 @@ TEST(KVCacheManager, RandomWorkloadMatchesModel) {
     EXPECT_EQ(kv.num_used_slots(), 0);
   }
 }
+
+TEST(KVCacheManager, UsageCountsSharedBlocksOnce) {
+  KVCacheManager kv(16, 4, /*enable_caching=*/true);
+  EXPECT_EQ(kv.usage().num_blocks_held, 0);
+  EXPECT_EQ(kv.usage().internal_waste(), 0.0);
+  std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  ASSERT_TRUE(kv.allocate_slots(1, 10));
+  kv.cache_full_blocks(1, tokens, 10);
+  pagedllm::KVUsage u = kv.usage();
+  EXPECT_EQ(u.num_blocks_held, 3);
+  EXPECT_EQ(u.num_block_refs, 3);
+  EXPECT_EQ(u.num_slots_allocated, 12);
+  EXPECT_EQ(u.num_slots_filled, 10);
+  EXPECT_EQ(u.num_blocks_saved(), 0);
+  pagedllm::ComputedBlocks hit = kv.get_computed_blocks(tokens, 9);
+  ASSERT_EQ(hit.block_ids.size(), 2u);
+  ASSERT_TRUE(kv.allocate_slots(2, 10, hit));
+  ASSERT_TRUE(kv.allocate_slots(3, 5));
+  u = kv.usage();
+  EXPECT_EQ(u.num_blocks_held, 6);  // 2 shared + 1 + 1 private tails + 2 of sequence 3
+  EXPECT_EQ(u.num_block_refs, 8);
+  EXPECT_EQ(u.num_blocks_saved(), 2);
+  EXPECT_EQ(u.num_slots_allocated, 24);
+  EXPECT_EQ(u.num_slots_filled, 8 + 2 + 2 + 5);
+  EXPECT_TRUE(std::abs(u.internal_waste() - 7.0 / 24.0) < 1e-12);
+  EXPECT_EQ(u.num_blocks_held, kv.num_used_blocks());
+  kv.free(1);
+  kv.free(2);
+  kv.free(3);
+  EXPECT_EQ(kv.usage().num_slots_allocated, 0);
+  kv.check_invariants();
+}

@@ -51,6 +51,12 @@ struct EngineStats {
   int64_t num_prefix_cache_queries = 0;  // since start: tokens of admitted requests looked up
   int64_t num_prefix_cache_hits = 0;     // since start: of those, tokens found in the cache
   int64_t num_cached_blocks = 0;         // free KV blocks still holding a cached prefix
+  // KV memory of the blocks held by running requests; a block shared by several requests (a
+  // common prefix, the prompt of parallel samples) counts once.
+  int64_t num_kv_slots_allocated = 0;    // token slots of the held blocks
+  int64_t num_kv_slots_filled = 0;       // of those, slots holding a token's KV
+  double kv_internal_waste = 0.0;        // (allocated - filled) / allocated; 0 when none held
+  int64_t num_kv_blocks_saved_by_sharing = 0;  // blocks needed without sharing minus held
 };
 
 class EngineImpl;
@@ -69,6 +75,15 @@ class Engine {
   // cache, or invalid params.
   Status add_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
                      const SamplingParams& params);
+
+  // Queues parallel samples of one prompt (vLLM's SamplingParams.n): request_ids[i] runs with
+  // params[i] (typically the same params with per-sample seeds) and reports like any request,
+  // but the samples share the prompt's KV blocks: the first one admitted computes the prompt,
+  // the others then start from its full blocks (ref count > 1) and compute only the last,
+  // partial block. Outputs equal those of add_request calls in the same order. Fails (and
+  // changes nothing) as add_request does for any sample, on a repeated id, or on a size mismatch.
+  Status add_parallel_requests(const std::vector<std::string>& request_ids, std::vector<int32_t> prompt_token_ids,
+                               const std::vector<SamplingParams>& params);
 
   // Runs one iteration: schedule, forward, sample, update. Returns one output per request that
   // produced tokens, prompt logprobs or finished in this step. Requests aborted since the last

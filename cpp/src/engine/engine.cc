@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "backend/backend.h"
+#include "engine/request_validation.h"
 #include "kv/kv_cache_manager.h"
 #include "model/llama.h"
 #include "model/model_config.h"
@@ -42,6 +43,9 @@ class EngineImpl {
  public:
   Status init(const EngineConfig& config);
   Status add_request(const std::string& id, std::vector<int32_t> prompt, const SamplingParams& params);
+  // All-or-nothing; group: the requests are parallel samples sharing the prompt's KV blocks.
+  Status add_requests(const std::vector<std::string>& ids, std::vector<int32_t> prompt,
+                      const std::vector<SamplingParams>& params, bool group);
   Result<std::vector<RequestOutput>> step();
   bool abort_request(const std::string& id);
 
@@ -59,6 +63,7 @@ class EngineImpl {
   EngineStats counters_;
   int64_t next_arrival_ = 0;
   uint64_t next_seq_id_ = 1;
+  uint64_t next_group_id_ = 1;
 
  private:
   std::vector<RequestOutput> run_step(const SchedulerOutput& out);
@@ -169,42 +174,26 @@ Status EngineImpl::init(const EngineConfig& config) {
 }
 
 Status EngineImpl::add_request(const std::string& id, std::vector<int32_t> prompt, const SamplingParams& params) {
-  Status valid = params.validate();
+  return add_requests({id}, std::move(prompt), {params}, /*group=*/false);
+}
+
+Status EngineImpl::add_requests(const std::vector<std::string>& ids, std::vector<int32_t> prompt,
+                                const std::vector<SamplingParams>& params, bool group) {
+  Status valid = validate_requests(info_, *scheduler_, ids, prompt, params);
   if (!valid.ok()) return valid;
-  if (id.empty()) return Status(StatusCode::kInvalidArgument, "request_id must not be empty");
-  if (scheduler_->contains(id)) return Status(StatusCode::kAlreadyExists, "request_id '" + id + "' is already in flight");
-  if (prompt.empty()) return Status(StatusCode::kInvalidArgument, "the prompt must contain at least one token");
-  const int64_t P = static_cast<int64_t>(prompt.size());
-  if (P > info_.max_model_len) {
-    return Status(StatusCode::kInvalidArgument, "the prompt of " + std::to_string(P) +
-                                                    " tokens is longer than max_model_len (" +
-                                                    std::to_string(info_.max_model_len) + " tokens)");
+  const uint64_t group_id = group ? next_group_id_++ : 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto r = std::make_unique<Request>();
+    r->request_id = ids[i];
+    r->seq_id = next_seq_id_++;
+    r->arrival_idx = next_arrival_++;
+    r->group_id = group_id;
+    r->token_ids = i + 1 == ids.size() ? std::move(prompt) : prompt;
+    r->num_prompt_tokens = r->num_tokens();
+    r->params = params[i];
+    r->seed = params[i].seed ? *params[i].seed : mix_seed(config_.seed, static_cast<uint64_t>(r->arrival_idx));
+    scheduler_->add_request(std::move(r));
   }
-  for (int32_t t : prompt) {
-    if (t < 0 || t >= info_.vocab_size) {
-      return Status(StatusCode::kInvalidArgument, "token id " + std::to_string(t) + " is outside the vocabulary [0, " +
-                                                      std::to_string(info_.vocab_size) + ")");
-    }
-  }
-  for (int32_t t : params.stop_token_ids) {
-    if (t >= info_.vocab_size) return Status(StatusCode::kInvalidArgument, "stop_token_ids: " + std::to_string(t) + " is outside the vocabulary");
-  }
-  const int64_t max_len = std::min(P + params.max_tokens, info_.max_model_len);
-  const int64_t blocks = (max_len + info_.block_size - 1) / info_.block_size;
-  if (blocks > info_.num_kv_blocks) {
-    return Status(StatusCode::kInvalidArgument,
-                  "a request of up to " + std::to_string(max_len) + " tokens needs " + std::to_string(blocks) +
-                      " KV blocks but the cache has " + std::to_string(info_.num_kv_blocks));
-  }
-  auto r = std::make_unique<Request>();
-  r->request_id = id;
-  r->seq_id = next_seq_id_++;
-  r->arrival_idx = next_arrival_++;
-  r->token_ids = std::move(prompt);
-  r->num_prompt_tokens = P;
-  r->params = params;
-  r->seed = params.seed ? *params.seed : mix_seed(config_.seed, static_cast<uint64_t>(r->arrival_idx));
-  scheduler_->add_request(std::move(r));
   return Status();
 }
 
@@ -359,6 +348,16 @@ Status Engine::add_request(const std::string& request_id, std::vector<int32_t> p
   }
 }
 
+Status Engine::add_parallel_requests(const std::vector<std::string>& request_ids,
+                                     std::vector<int32_t> prompt_token_ids,
+                                     const std::vector<SamplingParams>& params) {
+  try {
+    return impl_->add_requests(request_ids, std::move(prompt_token_ids), params, /*group=*/true);
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kInternal, e.what());
+  }
+}
+
 Result<std::vector<RequestOutput>> Engine::step() {
   try {
     return impl_->step();
@@ -387,6 +386,11 @@ EngineStats Engine::stats() const {
   s.num_prefix_cache_queries = impl_->scheduler_->num_prefix_cache_queries();
   s.num_prefix_cache_hits = impl_->scheduler_->num_prefix_cache_hits();
   s.num_cached_blocks = impl_->kv_->num_cached_free_blocks();
+  const KVUsage usage = impl_->kv_->usage();
+  s.num_kv_slots_allocated = usage.num_slots_allocated;
+  s.num_kv_slots_filled = usage.num_slots_filled;
+  s.kv_internal_waste = usage.internal_waste();
+  s.num_kv_blocks_saved_by_sharing = usage.num_blocks_saved();
   return s;
 }
 

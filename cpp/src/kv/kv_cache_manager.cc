@@ -2,7 +2,10 @@
 // registration.
 // Invariants: tables_[s].blocks.size() == cdiv(tables_[s].num_tokens, block_size_); a table
 // never holds a block twice; pool_.ref_count(b) == number of tables holding b;
-// tables_[s].num_cached_blocks <= num_tokens / block_size_; num_used_slots_ == sum of
+// tables_[s].num_cached_blocks <= num_tokens / block_size_; at most one of num_cached_blocks
+// and num_shared_blocks is nonzero (the latter only with caching off); a block past both
+// prefixes of its table is uncached and held by no other table except within their
+// num_shared_blocks; num_used_slots_ == sum of
 // tables_[s].num_tokens; block_tokens_ rows of cached blocks hold their tokens.
 #include "kv/kv_cache_manager.h"
 
@@ -65,6 +68,20 @@ ComputedBlocks KVCacheManager::get_computed_blocks(const std::vector<int32_t>& t
   return hit;
 }
 
+ComputedBlocks KVCacheManager::shared_prefix(uint64_t src_seq_id, int64_t num_tokens) const {
+  auto it = tables_.find(src_seq_id);
+  PAGEDLLM_CHECK(it != tables_.end(), "shared_prefix of unknown sequence " << src_seq_id);
+  PAGEDLLM_CHECK(num_tokens >= 0 && num_tokens % block_size_ == 0 && num_tokens <= it->second.num_tokens,
+                 "shared_prefix of " << num_tokens << " tokens from a sequence of " << it->second.num_tokens);
+  const int64_t num_blocks = num_tokens / block_size_;
+  PAGEDLLM_CHECK(!enable_caching_ || num_blocks <= it->second.num_cached_blocks,
+                 "shared_prefix past the cached blocks of sequence " << src_seq_id);
+  ComputedBlocks prefix;
+  prefix.block_ids.assign(it->second.blocks.begin(), it->second.blocks.begin() + num_blocks);
+  prefix.num_tokens = num_tokens;
+  return prefix;
+}
+
 int64_t KVCacheManager::num_blocks_needed(uint64_t seq_id, int64_t num_total_tokens,
                                           const ComputedBlocks& computed) const {
   PAGEDLLM_CHECK(num_total_tokens >= 0, "negative token count " << num_total_tokens);
@@ -92,13 +109,19 @@ bool KVCacheManager::allocate_slots(uint64_t seq_id, int64_t num_total_tokens, c
   Entry& entry = tables_[seq_id];
   int32_t parent = -1;
   for (int32_t block_id : computed.block_ids) {
-    PAGEDLLM_CHECK(pool_.has_parent(block_id, parent),
-                   "cached prefix block " << block_id << " changed since the lookup");
-    pool_.touch(block_id);
+    if (enable_caching_) {
+      PAGEDLLM_CHECK(pool_.has_parent(block_id, parent),
+                     "cached prefix block " << block_id << " changed since the lookup");
+      pool_.touch(block_id);
+    } else {
+      PAGEDLLM_CHECK(pool_.ref_count(block_id) >= 1, "shared prefix block " << block_id << " is free");
+      pool_.incref(block_id);
+    }
     entry.blocks.push_back(block_id);
     parent = block_id;
   }
-  if (!computed.block_ids.empty()) entry.num_cached_blocks = static_cast<int64_t>(computed.block_ids.size());
+  const int64_t num_prefix = static_cast<int64_t>(computed.block_ids.size());
+  if (num_prefix > 0) (enable_caching_ ? entry.num_cached_blocks : entry.num_shared_blocks) = num_prefix;
   const int64_t num_want = cdiv(num_total_tokens, block_size_);
   while (static_cast<int64_t>(entry.blocks.size()) < num_want) entry.blocks.push_back(pool_.allocate());
   if (num_total_tokens > entry.num_tokens) {
@@ -139,6 +162,24 @@ void KVCacheManager::free(uint64_t seq_id) {
   tables_.erase(it);
 }
 
+KVUsage KVCacheManager::usage() const {
+  KVUsage u;
+  std::unordered_map<int32_t, int64_t> filled;  // block id -> slots filled by its fullest holder
+  for (const auto& kv : tables_) {
+    const Entry& entry = kv.second;
+    for (size_t i = 0; i < entry.blocks.size(); ++i) {
+      const int64_t fill = std::min(block_size_, entry.num_tokens - static_cast<int64_t>(i) * block_size_);
+      int64_t& best = filled[entry.blocks[i]];
+      best = std::max(best, fill);
+    }
+    u.num_block_refs += static_cast<int64_t>(entry.blocks.size());
+  }
+  u.num_blocks_held = static_cast<int64_t>(filled.size());
+  u.num_slots_allocated = u.num_blocks_held * block_size_;
+  for (const auto& kv : filled) u.num_slots_filled += kv.second;
+  return u;
+}
+
 bool KVCacheManager::has_sequence(uint64_t seq_id) const { return tables_.count(seq_id) != 0; }
 
 const std::vector<int32_t>& KVCacheManager::block_table(uint64_t seq_id) const {
@@ -171,6 +212,10 @@ void KVCacheManager::check_invariants() const {
   pool_.check_invariants();
   std::vector<int32_t> holders(static_cast<size_t>(pool_.num_blocks()), 0);         // [num_blocks]
   std::vector<const Entry*> last_holder(static_cast<size_t>(pool_.num_blocks()), nullptr);  // [num_blocks]
+  std::vector<int32_t> sharers(static_cast<size_t>(pool_.num_blocks()), 0);  // [num_blocks]
+  for (const auto& kv : tables_) {
+    for (int64_t i = 0; i < kv.second.num_shared_blocks; ++i) ++sharers[kv.second.blocks[i]];
+  }
   int64_t num_tokens = 0;
   for (const auto& kv : tables_) {
     const Entry& entry = kv.second;
@@ -182,6 +227,9 @@ void KVCacheManager::check_invariants() const {
                    "sequence " << kv.first << " has " << entry.num_cached_blocks << " cached blocks for "
                                << entry.num_tokens << " tokens");
     PAGEDLLM_CHECK(enable_caching_ || entry.num_cached_blocks == 0, "cached blocks with caching off");
+    PAGEDLLM_CHECK(!enable_caching_ || entry.num_shared_blocks == 0, "uncached shared blocks with caching on");
+    PAGEDLLM_CHECK(entry.num_shared_blocks * block_size_ <= entry.num_tokens,
+                   "sequence " << kv.first << " shares more blocks than it holds");
     for (size_t i = 0; i < entry.blocks.size(); ++i) {
       const int32_t block_id = entry.blocks[i];
       PAGEDLLM_CHECK(pool_.ref_count(block_id) >= 1, "sequence " << kv.first << " holds free block " << block_id);
@@ -193,9 +241,12 @@ void KVCacheManager::check_invariants() const {
         const int32_t parent = i == 0 ? -1 : entry.blocks[i - 1];
         PAGEDLLM_CHECK(pool_.has_parent(block_id, parent),
                        "sequence " << kv.first << " block " << i << " is not cached under its parent");
+      } else if (static_cast<int64_t>(i) < entry.num_shared_blocks) {
+        PAGEDLLM_CHECK(!pool_.is_cached(block_id), "sequence " << kv.first << " shared block " << i << " is cached");
       } else {
-        PAGEDLLM_CHECK(!pool_.is_cached(block_id) && pool_.ref_count(block_id) == 1,
-                       "sequence " << kv.first << " block " << i << " past its cached prefix is shared or cached");
+        PAGEDLLM_CHECK(!pool_.is_cached(block_id) && pool_.ref_count(block_id) == 1 + sharers[block_id],
+                       "sequence " << kv.first << " block " << i
+                                   << " past its cached prefix is cached or shared other than by forks");
       }
     }
     num_tokens += entry.num_tokens;

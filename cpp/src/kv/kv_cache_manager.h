@@ -5,7 +5,9 @@
 // none twice; a block's ref count equals the number of tables holding it (no leak, no double
 // use); the first num_cached_blocks blocks of a table are cached, each registered with the
 // table's previous block as its parent and holding the sequence's tokens; the blocks after
-// them are private to the table (ref count 1, uncached). Pure host code.
+// them are uncached and private to the table, except that with caching off a table started
+// from shared_prefix() holds its first num_shared_blocks blocks together with the tables it
+// was forked from (full blocks, ref count > 1). Pure host code.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,22 @@
 #include "kv/block_pool.h"
 
 namespace pagedllm {
+
+// What the sequences' tables hold at one moment. A block held by several tables (a shared
+// prefix) is counted once, filled as far as its fullest holder fills it.
+struct KVUsage {
+  int64_t num_blocks_held = 0;      // distinct blocks in some table
+  int64_t num_block_refs = 0;       // sum of table sizes (blocks needed without sharing)
+  int64_t num_slots_allocated = 0;  // num_blocks_held * block_size
+  int64_t num_slots_filled = 0;     // slots of held blocks that hold a token
+  // (allocated - filled) / allocated over held blocks; 0 when none is held.
+  double internal_waste() const {
+    return num_slots_allocated == 0 ? 0.0
+                                    : static_cast<double>(num_slots_allocated - num_slots_filled) / num_slots_allocated;
+  }
+  // Blocks that sharing saves: num_block_refs - num_blocks_held.
+  int64_t num_blocks_saved() const { return num_block_refs - num_blocks_held; }
+};
 
 // A cached prefix found by get_computed_blocks: its blocks in order and the tokens they hold.
 struct ComputedBlocks {
@@ -48,6 +66,13 @@ class KVCacheManager {
   // blocks plus cached hit blocks that are now free. 0 if it already has them.
   int64_t num_blocks_needed(uint64_t seq_id, int64_t num_total_tokens,
                             const ComputedBlocks& computed = ComputedBlocks()) const;
+  // The first num_tokens tokens of src_seq_id's table (whole blocks of KV the caller knows to
+  // be computed) as a prefix a new sequence may start from: allocate_slots then shares them
+  // (ref count + 1) instead of looking them up in the cache. With caching on they are cached
+  // blocks, so this equals what get_computed_blocks would find. Never changes state.
+  // Precondition: num_tokens % block_size == 0 and src_seq_id holds at least num_tokens tokens.
+  ComputedBlocks shared_prefix(uint64_t src_seq_id, int64_t num_tokens) const;
+
   // Dry run: can seq_id grow to num_total_tokens tokens now? Never changes state.
   bool can_allocate(uint64_t seq_id, int64_t num_total_tokens,
                     const ComputedBlocks& computed = ComputedBlocks()) const;
@@ -67,6 +92,9 @@ class KVCacheManager {
   // Drops every cached hash. Returns false and changes nothing while any block is in use.
   bool reset_prefix_cache() { return pool_.reset_prefix_cache(); }
 
+  // Walks every table: O(sum of table sizes).
+  KVUsage usage() const;
+
   bool has_sequence(uint64_t seq_id) const;
   // The sequence's block ids in order. Precondition: has_sequence(seq_id).
   const std::vector<int32_t>& block_table(uint64_t seq_id) const;
@@ -83,6 +111,7 @@ class KVCacheManager {
     std::vector<int32_t> blocks;
     int64_t num_tokens = 0;         // tokens the blocks were sized for
     int64_t num_cached_blocks = 0;  // leading blocks registered in the prefix cache
+    int64_t num_shared_blocks = 0;  // leading uncached blocks shared at creation (caching off)
   };
   const int32_t* cached_tokens(int32_t block_id) const;  // [block_size]
 

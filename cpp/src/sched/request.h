@@ -18,6 +18,9 @@ struct Request {
   std::string request_id;
   uint64_t seq_id = 0;        // handle in KVCacheManager; unique per engine, never reused
   int64_t arrival_idx = 0;    // order of add_request (FCFS)
+  // Requests with the same nonzero group_id are parallel samples of one prompt (added together)
+  // and share the prompt's KV blocks; 0 = none.
+  uint64_t group_id = 0;
   std::vector<int32_t> token_ids;  // [num_prompt_tokens + num_output_tokens]
   int64_t num_prompt_tokens = 0;
   int64_t num_computed_tokens = 0;  // tokens whose KV is in the cache

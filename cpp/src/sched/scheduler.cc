@@ -89,7 +89,9 @@ SchedulerOutput Scheduler::schedule() {
   while (!preempted_any && token_budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Request* request = waiting_.front();
-    const ComputedBlocks computed = lookup_prefix(*request);
+    bool wait_for_sibling = false;
+    const ComputedBlocks computed = sibling_prefix(*request, &wait_for_sibling);
+    if (wait_for_sibling) break;
     int64_t num_wanted = request->num_tokens() - computed.num_tokens;
     int64_t num_new = std::min(num_wanted, token_budget);
     if (!config_.enable_chunked_prefill && num_new < num_wanted) break;
@@ -171,6 +173,29 @@ ComputedBlocks Scheduler::lookup_prefix(const Request& request) const {
   PAGEDLLM_CHECK(request.num_computed_tokens == 0 && !kv_->has_sequence(request.seq_id),
                  "prefix lookup for '" << request.request_id << "', which already has KV");
   return kv_->get_computed_blocks(request.token_ids, request.num_tokens() - 1);
+}
+
+ComputedBlocks Scheduler::sibling_prefix(const Request& request, bool* wait) const {
+  *wait = false;
+  const int64_t block_size = kv_->block_size();
+  // Whole blocks before the last prompt token, whose logits every sample needs.
+  const int64_t num_shareable = (request.num_prompt_tokens - 1) / block_size * block_size;
+  if (request.group_id == 0 || request.params.prompt_logprobs >= 0 || num_shareable == 0) {
+    return lookup_prefix(request);
+  }
+  const Request* source = nullptr;
+  for (const Request* r : running_) {
+    if (r->group_id != request.group_id) continue;
+    if (r->num_computed_tokens >= num_shareable) {
+      source = r;
+      break;
+    }
+    *wait = true;
+  }
+  if (source == nullptr) return *wait ? ComputedBlocks() : lookup_prefix(request);
+  *wait = false;
+  if (kv_->enable_caching()) return lookup_prefix(request);
+  return kv_->shared_prefix(source->seq_id, num_shareable);
 }
 
 void Scheduler::preempt(Request* request) {

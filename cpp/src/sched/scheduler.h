@@ -20,6 +20,13 @@
 //     token's logits are computed, and starts with num_computed_tokens there: the rest is the
 //     ordinary (chunked) prefill. Requests asking for prompt logprobs skip the lookup (they
 //     need logits at every prompt position) but still fill the cache.
+//     Parallel samples (requests with one group_id) share their prompt: while a sibling is
+//     running and has not yet computed the prompt's full blocks up to the last prompt token,
+//     the next sibling waits at the head of the queue; once it has, the sibling is admitted
+//     starting from those blocks (shared, ref count + 1; with caching on, found by the prefix
+//     lookup, otherwise taken from the running sibling's table) and computes only the rest: the
+//     last, partial block is recomputed into a block of its own rather than copied. A sample
+//     that asks for prompt logprobs neither waits nor shares.
 // A preempted request recomputes its prompt and outputs later; since sampling depends only on
 // (seed, output index) and the logits, its output does not change.
 //
@@ -106,6 +113,10 @@ class Scheduler {
   // The cached prefix `request` may start from (empty when caching is off or it wants prompt
   // logprobs). Never changes state.
   ComputedBlocks lookup_prefix(const Request& request) const;
+  // For a waiting parallel sample: sets *wait when a running sibling is still computing the
+  // shareable prompt blocks; returns the computed prefix to start from (a cache lookup, or the
+  // running sibling's blocks with caching off; empty when there is none). Never changes state.
+  ComputedBlocks sibling_prefix(const Request& request, bool* wait) const;
   void preempt(Request* request);
   void finish(Request* request, FinishReason reason);
   void purge_finished();

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""KV memory sharing: parallel sampling on shared blocks (issue 4 (a)) and internal waste of
+the paged KV cache (issue 4 (d)).
+
+Runs the C++ engine's step loop directly (pagedllm._core.Engine, token ids in) on the
+random-weight Llama of benchmarks/throughput.py. The numbers depend only on the scheduler and
+the block size, not on the model's weights or size, so a small model gives the same figures.
+
+  parallel (issue 4 (a)): one request of n samples (n in --ns) of a --prompt-len-token prompt,
+    --output-len tokens each (seeded sampling), added as parallel samples
+    (Engine.add_parallel_requests: the prompt's full blocks shared) vs as n separate requests
+    (no sharing); prefix caching off in both. Reports the peak KV blocks in use (the memory
+    the request needs) and the prompt tokens computed, and checks the outputs are identical.
+  waste (issue 4 (d)): the mixed workload of benchmarks/throughput.py (--num-prompts prompts,
+    input length uniform in --input-range, output length uniform in --output-range, all
+    submitted at once). After every step the engine reports kv_internal_waste = (allocated -
+    filled slots) / allocated slots over the blocks held by running requests; printed: the
+    mean over steps, the slot-weighted mean (sum of unused slots over sum of allocated slots
+    across steps) and the maximum.
+
+  python benchmarks/memory_sharing.py                      # both
+  python benchmarks/memory_sharing.py --workload parallel --ns 2,4,8
+  python benchmarks/memory_sharing.py --block-size 32 --layers 2 --hidden 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import throughput  # noqa: E402  (the checkpoint builder and the mixed workload)
+
+
+def make_engine(model_dir: str, args, caching: bool = False):
+    from pagedllm import _core
+
+    cfg = _core.EngineConfig()
+    cfg.model = model_dir
+    cfg.dtype = args.dtype
+    cfg.num_threads = args.num_threads
+    cfg.max_model_len = args.max_model_len
+    cfg.block_size = args.block_size
+    cfg.enable_prefix_caching = caching
+    cfg.log_stats = False
+    return _core.Engine(cfg)
+
+
+def core_params(max_tokens: int, seed: int | None = None):
+    from pagedllm import _core
+
+    p = _core.SamplingParams()
+    p.temperature = 0.0 if seed is None else 1.0
+    p.seed = seed
+    p.ignore_eos = True
+    p.max_tokens = max_tokens
+    return p
+
+
+def run_samples(engine, prompt: list[int], n: int, args, grouped: bool, tag: str) -> tuple[dict, int, int]:
+    """Runs n seeded samples of prompt; (tokens by id, peak blocks in use, prompt tokens computed)."""
+    ids = [f"{tag}#{i}" for i in range(n)]
+    params = [core_params(args.output_len, seed=args.seed + i) for i in range(n)]
+    before = engine.stats().num_prompt_tokens_computed
+    if grouped:
+        engine.add_parallel_requests(ids, prompt, params)
+    else:
+        for rid, p in zip(ids, params):
+            engine.add_request(rid, prompt, p)
+    tokens: dict = {rid: [] for rid in ids}
+    peak = 0
+    while engine.has_unfinished_requests():
+        for o in engine.step():
+            tokens[o.request_id] += list(o.new_token_ids)
+        peak = max(peak, engine.stats().num_kv_blocks_used)
+    return tokens, peak, engine.stats().num_prompt_tokens_computed - before
+
+
+def bench_parallel(args, model_dir: str, vocab: int) -> None:
+    import random
+
+    rng = random.Random(args.seed)
+    engine = make_engine(model_dir, args)
+    print(f"(a) KV blocks per request of n samples: {args.prompt_len}-token prompt, {args.output_len} "
+          f"output tokens each, block_size {args.block_size}, prefix caching off")
+    print(f"    {'n':>3} {'shared':>8} {'separate':>9} {'saved':>7} {'prompt tokens computed':>24}")
+    for n in (int(x) for x in args.ns.split(",")):
+        prompt = [rng.randrange(3, vocab) for _ in range(args.prompt_len)]
+        shared, peak_shared, computed_shared = run_samples(engine, prompt, n, args, True, f"g{n}")
+        separate, peak_separate, computed_separate = run_samples(engine, prompt, n, args, False, f"s{n}")
+        same = all(shared[f"g{n}#{i}"] == separate[f"s{n}#{i}"] for i in range(n))
+        assert same, f"n={n}: parallel samples differ from separate requests"
+        print(f"    {n:>3} {peak_shared:>8} {peak_separate:>9} {100 * (1 - peak_shared / peak_separate):>6.1f}% "
+              f"{computed_shared:>11} vs {computed_separate:<11}", flush=True)
+
+
+def bench_waste(args, model_dir: str, vocab: int) -> None:
+    rng_in = tuple(int(x) for x in args.input_range.split(","))
+    rng_out = tuple(int(x) for x in args.output_range.split(","))
+    workload = throughput.make_workload("mixed", args.num_prompts, 0, 0, rng_in, rng_out, vocab, args.seed)
+    engine = make_engine(model_dir, args)
+    for i, r in enumerate(workload):
+        engine.add_request(f"w{i}", r["prompt"], core_params(r["output_len"]))
+    wastes, unused, allocated, peak_blocks = [], 0, 0, 0
+    while engine.has_unfinished_requests():
+        engine.step()
+        s = engine.stats()
+        if s.num_kv_slots_allocated == 0:
+            continue
+        wastes.append(s.kv_internal_waste)
+        unused += s.num_kv_slots_allocated - s.num_kv_slots_filled
+        allocated += s.num_kv_slots_allocated
+        peak_blocks = max(peak_blocks, s.num_kv_blocks_used)
+    print(f"(d) internal waste, mixed workload: {args.num_prompts} prompts, input {args.input_range}, "
+          f"output {args.output_range}, block_size {args.block_size}, {len(wastes)} steps, "
+          f"peak {peak_blocks} blocks in use")
+    print(f"    mean over steps {100 * sum(wastes) / len(wastes):.2f}%, slot-weighted "
+          f"{100 * unused / allocated:.2f}%, max {100 * max(wastes):.2f}%", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", choices=["parallel", "waste", "both"], default="both")
+    p.add_argument("--ns", default="2,4,8", help="parallel: sample counts")
+    p.add_argument("--prompt-len", type=int, default=512, help="parallel: prompt tokens")
+    p.add_argument("--output-len", type=int, default=32, help="parallel: output tokens per sample")
+    p.add_argument("--num-prompts", type=int, default=64)
+    p.add_argument("--input-range", default="16,512", help="min,max prompt tokens")
+    p.add_argument("--output-range", default="16,256", help="min,max output tokens")
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "pagedllm-bench"))
+    p.add_argument("--model-dir", help="use this checkpoint instead of building the random Llama")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--intermediate", type=int, default=1408)
+    p.add_argument("--vocab", type=int, default=8192)
+    args = p.parse_args()
+
+    os.makedirs(args.cache_dir, exist_ok=True)
+    model_dir = args.model_dir or throughput.build_checkpoint(args)
+    vocab = make_engine(model_dir, args).model_info.vocab_size
+    print(f"model {model_dir} ({args.dtype}), {args.num_threads} threads", flush=True)
+    if args.workload in ("parallel", "both"):
+        bench_parallel(args, model_dir, vocab)
+    if args.workload in ("waste", "both"):
+        bench_waste(args, model_dir, vocab)
+
+
+if __name__ == "__main__":
+    main()
