@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GROUPS = [
     ("GEMM: OpenBLAS sgemm", r"openblas", r""),
     ("GEMM: pagedllm linear kernels", r"", r"linear|small_m|sgemm|gemm|dpbf16|widen"),
-    ("attention", r"", r"attention"),
+    ("attention", r"", r"attention|attend|softmax_update|qk_group|qk_scores|pv_block|pv_accumulate|combine|"
+                       r"copy_partial|write_output|scale_row|for_each_dynamic"),
     ("KV cache write", r"", r"write_kv_cache"),
     ("rms_norm", r"", r"rms_norm"),
     ("rotary", r"", r"rotary|cos_sin"),
@@ -47,6 +48,7 @@ GROUPS = [
     ("thread pool (dispatch, spin, wait)", r"", r"ThreadPool|parallel_for|_State_impl|sched_yield"),
     ("other pagedllm C++", r"_core", r""),
     ("Python interpreter", r"python|\.cpython-", r""),
+    ("detokenize (tokenizers, from Python)", r"tokenizers", r""),
     ("kernel", r"kernel|vdso", r""),
     ("libc / libstdc++ / libm", r"libc|libstdc|libm|ld-linux", r""),
 ]
@@ -75,14 +77,10 @@ def parse_perf(path: str) -> list[tuple[float, str, str]]:
 
 
 def perf_samples(path: str) -> int:
-    out = subprocess.run(["perf", "report", "-i", path, "--stdio", "--header-only"], capture_output=True,
-                         text=True).stdout
-    out += subprocess.run(["perf", "report", "-i", path, "--stdio", "-g", "none", "--sort", "dso"],
-                          capture_output=True, text=True).stdout
-    m = re.search(r"# Samples: (\d+)([KM]?)", out)
-    if not m:
-        return 0
-    return int(m.group(1)) * {"": 1, "K": 1000, "M": 1000000}[m.group(2)]
+    """Exact sample count (the sum of `perf report -n` rows)."""
+    out = subprocess.run(["perf", "report", "-i", path, "--stdio", "-n", "-g", "none", "--sort", "dso"],
+                         capture_output=True, text=True).stdout
+    return sum(int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+%\s+(\d+)\s", out, re.M))
 
 
 class TimedCore:
