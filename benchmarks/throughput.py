@@ -151,6 +151,15 @@ def layer_params(shape: dict) -> int:
 
 
 def peak_rss_mib() -> float:
+    """This process's RSS high-water mark. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
+    exec, so a worker would inherit the parent's peak (e.g. after it built a checkpoint with torch)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
