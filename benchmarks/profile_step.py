@@ -4,8 +4,9 @@
 Runs `batch` requests (--input-len prompt tokens, --output-len output tokens, greedy, forced to
 length) through LLM.generate and reports:
   - step timing: wall time, the time inside the C++ `Engine.step()` calls (schedule -> execute
-    -> sample -> update) and the rest (Python: LLMEngine.step's output handling, generate's
-    loop), steps and the median step time;
+    -> sample -> update) and the rest (Python: LLMEngine.step's output handling and
+    detokenization), steps and the median step time; by default only the decode steps (after
+    every request has its first token), --phase all for the whole LLM.generate call;
   - with --perf: a sampling profile (perf record -e cpu-clock, attached to this process for the
     timed generate only, all threads) grouped into GEMM, attention, sampling, scheduler, Python,
     thread pool, kernel, ... with CPU-ms per step per group and the top symbols.
@@ -13,6 +14,7 @@ Symbols: the installed extension is stripped; --core-dir points at a package dir
 pagedllm/_core*.so is an unstripped link of the same objects (see RESULTS.md for the recipe).
 
   python benchmarks/profile_step.py --batch 1 --perf
+  python benchmarks/profile_step.py --batch 8 --input-len 512 --output-len 1 --phase all --perf   # prefill
   python benchmarks/profile_step.py --batch 32 --dtype bfloat16 --perf --core-dir /tmp/prof/pkg
 """
 
@@ -108,6 +110,9 @@ def main() -> None:
     p.add_argument("--model", choices=["small", "medium"], default="small")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--phase", choices=["decode", "all"], default="decode",
+                   help="decode: time (and profile) only the steps after every request has its first token, "
+                        "driving LLMEngine.step; all: the whole LLM.generate call")
     p.add_argument("--perf", action="store_true", help="sample with perf record during the timed run")
     p.add_argument("--perf-freq", type=int, default=2000)
     p.add_argument("--perf-out", help="keep perf.data here")
@@ -142,14 +147,28 @@ def main() -> None:
     llm.llm_engine._core = core
 
     perf = None
+    if args.phase == "decode" and args.output_len < 2:
+        p.error("--phase decode needs --output-len >= 2")
     perf_path = args.perf_out or tempfile.mktemp(suffix=".perf.data")
     if args.perf:
         perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "-p", str(os.getpid()),
                                  "-o", perf_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # perf attaches
+    eng = llm.llm_engine
+    if args.phase == "decode":  # prefill first, untimed: every request has its first token
+        for i, prompt in enumerate(prompts):
+            eng.add_request(f"r{i}", prompt, params)
+        started: set[str] = set()
+        while len(started) < len(prompts):
+            started.update(o.request_id for o in eng.step() if o.outputs[0].token_ids)
+        core.step_s.clear()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    llm.generate(prompts, params, use_tqdm=False)
+    if args.phase == "decode":
+        while eng.has_unfinished_requests():
+            eng.step()
+    else:
+        llm.generate(prompts, params, use_tqdm=False)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     if perf:
@@ -158,12 +177,13 @@ def main() -> None:
     steps = core.step_s
     in_core = sum(steps)
     decode = sorted(steps)[: max(1, len(steps) - 2)]  # drop the slowest (prefill) steps
-    print(f"batch {args.batch} x ({args.input_len} in, {args.output_len} out), {args.model} {args.dtype}, "
+    print(f"batch {args.batch} x ({args.input_len} in, {args.output_len} out), {args.model} {args.dtype}, phase {args.phase}, "
           f"{args.num_threads} thread(s), load average {os.getloadavg()[0]:.2f}")
     print(f"wall {wall:.3f} s, {len(steps)} steps, C++ Engine.step {in_core:.3f} s ({100 * in_core / wall:.1f}%), "
           f"outside (Python) {wall - in_core:.3f} s ({100 * (wall - in_core) / wall:.1f}%), process CPU {cpu:.3f} s")
     print(f"step time: median {1e3 * statistics.median(steps):.2f} ms, decode-step mean {1e3 * statistics.mean(decode):.2f} ms"
-          f", slowest {1e3 * max(steps):.2f} ms; {args.batch * args.output_len / wall:.1f} output tok/s")
+          f", slowest {1e3 * max(steps):.2f} ms; {args.batch * (args.output_len - (args.phase == 'decode')) / wall:.1f}"
+          " output tok/s")
     if not perf:
         return
     rows = parse_perf(perf_path)
