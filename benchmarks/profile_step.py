@@ -115,6 +115,7 @@ def main() -> None:
                         "driving LLMEngine.step; all: the whole LLM.generate call")
     p.add_argument("--perf", action="store_true", help="sample with perf record during the timed run")
     p.add_argument("--perf-freq", type=int, default=2000)
+    p.add_argument("--call-graph", action="store_true", help="record DWARF call graphs (keep --perf-out to read them)")
     p.add_argument("--perf-out", help="keep perf.data here")
     p.add_argument("--core-dir", help="import pagedllm from this directory (an unstripped _core)")
     p.add_argument("--top", type=int, default=12, help="top symbols to list")
@@ -146,15 +147,9 @@ def main() -> None:
     core = TimedCore(llm.llm_engine._core)
     llm.llm_engine._core = core
 
-    perf = None
+    eng = llm.llm_engine
     if args.phase == "decode" and args.output_len < 2:
         p.error("--phase decode needs --output-len >= 2")
-    perf_path = args.perf_out or tempfile.mktemp(suffix=".perf.data")
-    if args.perf:
-        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "-p", str(os.getpid()),
-                                 "-o", perf_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)  # perf attaches
-    eng = llm.llm_engine
     if args.phase == "decode":  # prefill first, untimed: every request has its first token
         for i, prompt in enumerate(prompts):
             eng.add_request(f"r{i}", prompt, params)
@@ -162,6 +157,13 @@ def main() -> None:
         while len(started) < len(prompts):
             started.update(o.request_id for o in eng.step() if o.outputs[0].token_ids)
         core.step_s.clear()
+    perf = None
+    perf_path = args.perf_out or tempfile.mktemp(suffix=".perf.data")
+    if args.perf:
+        cg = ["--call-graph", "dwarf,16384"] if args.call_graph else []
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), *cg, "-p",
+                                 str(os.getpid()), "-o", perf_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # perf attaches
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     if args.phase == "decode":
@@ -194,10 +196,10 @@ def main() -> None:
         groups[group_of(dso, sym)] += pct
     print(f"perf: {n} samples at {args.perf_freq} Hz = {cpu_s:.3f} CPU s on all threads "
           f"({1e3 * cpu_s / len(steps):.2f} CPU ms per step)")
-    print(f"{'group':<38}{'%':>7}{'CPU ms/step':>13}")
+    print(f"{'group':<38}{'%':>7}{'CPU ms/step':>13}   (share x process CPU time of the timed steps)")
     for name, pct in sorted(groups.items(), key=lambda kv: -kv[1]):
         if pct >= 0.1:
-            print(f"{name:<38}{pct:>7.1f}{pct / 100 * 1e3 * cpu_s / len(steps):>13.3f}")
+            print(f"{name:<38}{pct:>7.1f}{pct / 100 * 1e3 * cpu / len(steps):>13.3f}")
     print("top symbols:")
     for pct, dso, sym in rows[:args.top]:
         print(f"  {pct:6.2f}%  {dso:<28} {sym[:110]}")
