@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,19 +129,7 @@ def main() -> None:
     p.add_argument("--num-prompts", type=int, default=64)
     p.add_argument("--input-range", default="16,512", help="min,max prompt tokens")
     p.add_argument("--output-range", default="16,256", help="min,max output tokens")
-    p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--max-model-len", type=int, default=1024)
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "pagedllm-bench"))
-    p.add_argument("--model-dir", help="use this checkpoint instead of building the random Llama")
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--intermediate", type=int, default=1408)
-    p.add_argument("--vocab", type=int, default=8192)
+    throughput.add_engine_model_args(p)
     args = p.parse_args()
 
     os.makedirs(args.cache_dir, exist_ok=True)

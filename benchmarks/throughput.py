@@ -83,6 +83,24 @@ def write_tokenizer(model_dir: str, vocab_size: int) -> None:
                    "pad_token": byte_map[0]}, f)
 
 
+def add_engine_model_args(p: argparse.ArgumentParser) -> None:
+    """Engine sizes and the random Llama's shape, shared by the memory-sharing and
+    prefix-caching benchmarks (the ~25M "small" model by default)."""
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "pagedllm-bench"))
+    p.add_argument("--model-dir", help="use this checkpoint instead of building the random Llama")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--intermediate", type=int, default=1408)
+    p.add_argument("--vocab", type=int, default=8192)
+
+
 def build_checkpoint(args) -> str:
     name = (f"llama-l{args.layers}-h{args.hidden}-a{args.heads}-kv{args.kv_heads}-i{args.intermediate}"
             f"-v{args.vocab}-{args.dtype}")
