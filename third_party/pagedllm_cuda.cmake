@@ -1,0 +1,35 @@
+# Decides whether the CUDA backend is built and sets it up.
+#   PAGEDLLM_CUDA = AUTO (default: build when nvcc is found), ON (fail loudly without nvcc), OFF.
+#   PAGEDLLM_CUDA_ARCHS = CMake CUDA architectures (default "80;90a": A100 and H100/H200).
+# Result: PAGEDLLM_WITH_CUDA (ON/OFF) and, when ON, the CUDA language enabled and CUDA::cudart_static.
+set(PAGEDLLM_CUDA "AUTO" CACHE STRING "Build the CUDA backend: AUTO, ON or OFF")
+set_property(CACHE PAGEDLLM_CUDA PROPERTY STRINGS AUTO ON OFF)
+set(PAGEDLLM_CUDA_ARCHS "80;90a" CACHE STRING "CUDA architectures of the CUDA backend")
+
+set(PAGEDLLM_WITH_CUDA OFF)
+string(TOUPPER "${PAGEDLLM_CUDA}" _pagedllm_cuda_mode)
+if(_pagedllm_cuda_mode STREQUAL "OFF")
+  message(STATUS "pagedllm: CUDA backend off (PAGEDLLM_CUDA=OFF)")
+  return()
+endif()
+
+include(CheckLanguage)
+check_language(CUDA)
+if(NOT CMAKE_CUDA_COMPILER)
+  if(_pagedllm_cuda_mode STREQUAL "ON")
+    message(FATAL_ERROR "pagedllm: PAGEDLLM_CUDA=ON but no CUDA compiler (nvcc) was found. "
+                        "Put nvcc on PATH or set CMAKE_CUDA_COMPILER, or build with PAGEDLLM_CUDA=OFF.")
+  endif()
+  message(STATUS "pagedllm: CUDA backend off (no nvcc found)")
+  return()
+endif()
+
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES "${PAGEDLLM_CUDA_ARCHS}")
+endif()
+enable_language(CUDA)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+find_package(CUDAToolkit REQUIRED)
+set(PAGEDLLM_WITH_CUDA ON)
+message(STATUS "pagedllm: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
