@@ -529,6 +529,49 @@ OP_TEST(write_kv_cache, slots_and_dtypes) {
   }
 }
 
+OP_TEST(copy_blocks, every_layer_k_and_v) {
+  auto backend = make_backend(3);
+  Rng rng(21);
+  const int64_t layers = 3, heads = 2, bs = 4, d = 8, nb = 7;
+  for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
+    std::vector<Cache> caches, before;
+    for (int64_t i = 0; i < 2 * layers; ++i) caches.emplace_back(dt, nb, heads, bs, d, rng);
+    before = caches;
+    std::vector<int64_t> k_ptrs, v_ptrs;
+    for (int64_t l = 0; l < layers; ++l) {
+      k_ptrs.push_back(reinterpret_cast<int64_t>(caches[2 * l].tensor().data));
+      v_ptrs.push_back(reinterpret_cast<int64_t>(caches[2 * l + 1].tensor().data));
+    }
+    // Sources 0, 0, 5 (one block copied twice) to destinations 3, 6, 1.
+    std::vector<int64_t> pairs = {0, 3, 0, 6, 5, 1};
+    pagedllm::CopyBlocksParams p;
+    p.key_caches = Tensor::contiguous(k_ptrs.data(), DType::kInt64, {layers});
+    p.value_caches = Tensor::contiguous(v_ptrs.data(), DType::kInt64, {layers});
+    p.block_mapping = Tensor::contiguous(pairs.data(), DType::kInt64, {3, 2});
+    p.num_blocks = nb;
+    p.block_bytes = heads * bs * d * static_cast<int64_t>(pagedllm::dtype_size(dt));
+    backend->copy_blocks(p);
+    int bad = 0;
+    for (int64_t c = 0; c < 2 * layers; ++c)
+      for (int64_t blk = 0; blk < nb; ++blk) {
+        int64_t src = blk;
+        for (size_t n = 0; n < pairs.size(); n += 2)
+          if (pairs[n + 1] == blk) src = pairs[n];
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t off = 0; off < bs; ++off)
+            for (int64_t i = 0; i < d; ++i)
+              if (bits_of(caches[c].at(blk, h, off, i)) != bits_of(before[c].at(src, h, off, i)) && bad++ < 5)
+                PAGEDLLM_TEST_FAIL_(false, std::string(dname(dt)) + " cache " + std::to_string(c) + " block " +
+                                               std::to_string(blk));
+      }
+    p.block_mapping = Tensor::contiguous(pairs.data(), DType::kInt64, {0, 2});
+    backend->copy_blocks(p);  // no pairs: a no-op
+    pairs[3] = nb;
+    p.block_mapping = Tensor::contiguous(pairs.data(), DType::kInt64, {3, 2});
+    EXPECT_CHECK_FAILS(backend->copy_blocks(p));
+  }
+}
+
 struct SeqSpec {
   int32_t q_len, seq_len;
 };
@@ -787,7 +830,7 @@ TEST(CpuKernels, every_backend_op_has_a_case) {
     size_t begin = v + std::string("virtual void ").size();
     declared.insert(line.substr(begin, line.find('(', begin) - begin));
   }
-  EXPECT_EQ(declared.size(), size_t{9});
+  EXPECT_EQ(declared.size(), size_t{10});
   for (const std::string& op : declared)
     if (!covered_ops().count(op)) PAGEDLLM_TEST_FAIL_(false, "backend op without a test: " + op);
 }

@@ -74,6 +74,7 @@ class Backend {
   virtual void write_kv_cache(const WriteKvCacheParams& p) = 0;
   virtual void paged_attention(const PagedAttentionParams& p) = 0;
   virtual void gather_rows(const GatherRowsParams& p) = 0;
+  virtual void copy_blocks(const CopyBlocksParams& p) = 0;
 };
 
 // Creates the backend for a device string ("cpu"). Returns nullptr with *error set when the

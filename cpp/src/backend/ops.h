@@ -86,6 +86,19 @@ struct PagedAttentionParams {
   int32_t max_seq_len = 0;    // max over b of seq_lens[b]
 };
 
+// Copy-on-write of KV blocks: for every pair n, block block_mapping[n, 1] of every layer's K and
+// V cache becomes a copy of block block_mapping[n, 0] (all heads, all block_size slots). No block
+// is both a source and a destination, and no destination appears twice. The cache of layer l is
+// [num_blocks, num_kv_heads, block_size, D] of one cache dtype, contiguous; a block of it is
+// block_bytes contiguous bytes at byte offset block_id * block_bytes.
+struct CopyBlocksParams {
+  Tensor key_caches;     // [L] int64 device addresses of the layers' K caches
+  Tensor value_caches;   // [L] int64 device addresses of the layers' V caches
+  Tensor block_mapping;  // [N, 2] int64 (src block id, dst block id); N may be 0
+  int64_t num_blocks = 0;   // blocks per layer cache; every id in block_mapping is < num_blocks
+  int64_t block_bytes = 0;  // num_kv_heads * block_size * D * dtype size
+};
+
 // out[r, :] = x[indices[r], :]
 struct GatherRowsParams {
   Tensor x;        // [T, H] activation

@@ -46,6 +46,7 @@ class CpuBackend : public Backend {
   void write_kv_cache(const WriteKvCacheParams& p) override;
   void paged_attention(const PagedAttentionParams& p) override;
   void gather_rows(const GatherRowsParams& p) override;
+  void copy_blocks(const CopyBlocksParams& p) override;  // in copy_blocks.cc
 
  private:
   explicit CpuBackend(int num_threads);
