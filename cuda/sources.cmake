@@ -1,0 +1,10 @@
+# The GPU sources, paths relative to cuda/. Read by cuda/CMakeLists.txt (nvcc) and
+# hip/CMakeLists.txt (hipcc): add a new source here, in exactly one of the two lists.
+#   PAGEDLLM_GPU_SOURCES: written once against gpu_compat.cuh, built for CUDA and for HIP.
+#   PAGEDLLM_CUDA_ONLY_SOURCES: built for CUDA only; each entry says why, and the HIP build has a
+#     twin with the same interface in hip/ or falls back to a shared source for it.
+set(PAGEDLLM_GPU_SOURCES
+  kernels/silu_and_mul.cu
+)
+set(PAGEDLLM_CUDA_ONLY_SOURCES
+)
