@@ -12,18 +12,18 @@ __device__ __forceinline__ float to_float(T v);
 template <>
 __device__ __forceinline__ float to_float<float>(float v) { return v; }
 template <>
-__device__ __forceinline__ float to_float<gpu_bfloat16>(gpu_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float<gpu_bfloat16>(gpu_bfloat16 v) { return gpu_bfloat16_to_float(v); }
 template <>
-__device__ __forceinline__ float to_float<gpu_half>(gpu_half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float<gpu_half>(gpu_half v) { return gpu_half_to_float(v); }
 
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
 template <>
 __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <>
-__device__ __forceinline__ gpu_bfloat16 from_float<gpu_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ gpu_bfloat16 from_float<gpu_bfloat16>(float v) { return gpu_float_to_bfloat16(v); }
 template <>
-__device__ __forceinline__ gpu_half from_float<gpu_half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ gpu_half from_float<gpu_half>(float v) { return gpu_float_to_half(v); }
 
 }  // namespace pagedllm
 

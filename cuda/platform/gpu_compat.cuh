@@ -74,6 +74,12 @@ inline gpuError_t gpuGraphDestroy(gpuGraph_t g) { return cudaGraphDestroy(g); }
 inline gpuError_t gpuGraphExecDestroy(gpuGraphExec_t e) { return cudaGraphExecDestroy(e); }
 inline gpuError_t gpuDeviceSynchronize() { return cudaDeviceSynchronize(); }
 
+// 16-bit float conversions, round to nearest even from float.
+__host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) { return __bfloat162float(v); }
+__host__ __device__ inline gpu_bfloat16 gpu_float_to_bfloat16(float v) { return __float2bfloat16_rn(v); }
+__host__ __device__ inline float gpu_half_to_float(gpu_half v) { return __half2float(v); }
+__host__ __device__ inline gpu_half gpu_float_to_half(float v) { return __float2half_rn(v); }
+
 // Warp-level primitives over the full warp (lane mask of all PAGEDLLM_WARP_SIZE lanes).
 template <typename T>
 __device__ __forceinline__ T gpu_shfl_xor(T v, int lane_mask) {
