@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/ops.h"
 #include "backend/tensor.h"
@@ -63,6 +64,13 @@ class Backend {
   // when no conversion or upload is needed (the CPU with matching dtype); then src must outlive
   // the result. Conversions supported: float32/bfloat16/float16 -> float32 or bfloat16.
   virtual Tensor upload_weight(const Tensor& src, DType dtype, Buffer* storage) = 0;
+  // Optional: a weight for linear() equal to the row concatenation of `parts` ([N_i, K] each,
+  // one dtype, results of upload_weight), stored once in this backend's preferred GEMM layout
+  // in *storage; the parts are not needed afterwards. Returns an empty Tensor (data == nullptr)
+  // when the backend has no such layout: the caller then keeps using the parts.
+  virtual Tensor pack_linear_weight(const std::vector<Tensor>& parts, Buffer* storage) {
+    return Tensor();
+  }
 
   // Model ops (see ops.h for shapes and semantics).
   virtual void embedding(const EmbeddingParams& p) = 0;

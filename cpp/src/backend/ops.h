@@ -38,7 +38,7 @@ struct HeadRmsNormParams {
 // out = x @ weight^T (+ bias). M rows of activations against an [N, K] weight.
 struct LinearParams {
   Tensor x;       // [M, K] activation (row stride may exceed K)
-  Tensor weight;  // [N, K] weight
+  Tensor weight;  // [N, K] weight, or a result of Backend::pack_linear_weight (backend layout)
   Tensor bias;    // [N] or empty
   Tensor out;     // [M, N] activation (row stride may exceed N)
 };

@@ -63,12 +63,25 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
     if (storage.data() != nullptr) storage_.push_back(std::move(storage));
   };
 
+  auto linear = [&](const std::vector<std::string>& names, const std::vector<std::vector<int64_t>>& shapes,
+                    const std::vector<Tensor*>& outs, Tensor* fused) {
+    if (status.ok()) status = load_linear(weights, names, shapes, outs, fused);
+  };
+
   load("model.embed_tokens.weight", {V, H}, dtype_, &embed_tokens_);
   load("model.norm.weight", {H}, DType::kFloat32, &final_norm_);
   if (c.tie_word_embeddings && weights.find("lm_head.weight") == nullptr) {
     lm_head_ = embed_tokens_;
+    if (status.ok()) {
+      Buffer packed_storage;
+      Tensor packed = backend_->pack_linear_weight({embed_tokens_}, &packed_storage);
+      if (packed.data != nullptr) {
+        lm_head_ = packed;
+        storage_.push_back(std::move(packed_storage));
+      }
+    }
   } else {
-    load("lm_head.weight", {V, H}, dtype_, &lm_head_);
+    linear({"lm_head.weight"}, {{V, H}}, {&lm_head_}, nullptr);
   }
   layers_.resize(c.num_hidden_layers);
   for (int64_t i = 0; i < c.num_hidden_layers && status.ok(); ++i) {
@@ -76,10 +89,10 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
     Layer& l = layers_[i];
     load(p + "input_layernorm.weight", {H}, DType::kFloat32, &l.input_norm);
     load(p + "post_attention_layernorm.weight", {H}, DType::kFloat32, &l.post_norm);
-    load(p + "self_attn.q_proj.weight", {nq * D, H}, dtype_, &l.q_proj);
-    load(p + "self_attn.k_proj.weight", {nkv * D, H}, dtype_, &l.k_proj);
-    load(p + "self_attn.v_proj.weight", {nkv * D, H}, dtype_, &l.v_proj);
-    load(p + "self_attn.o_proj.weight", {H, nq * D}, dtype_, &l.o_proj);
+    linear({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"},
+           {{nq * D, H}, {nkv * D, H}, {nkv * D, H}}, {&l.q_proj, &l.k_proj, &l.v_proj},
+           c.attention_bias ? nullptr : &l.qkv_proj);
+    linear({p + "self_attn.o_proj.weight"}, {{H, nq * D}}, {&l.o_proj}, nullptr);
     if (c.attention_bias) {
       load(p + "self_attn.q_proj.bias", {nq * D}, DType::kFloat32, &l.q_bias);
       load(p + "self_attn.k_proj.bias", {nkv * D}, DType::kFloat32, &l.k_bias);
@@ -89,11 +102,40 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
       load(p + "self_attn.q_norm.weight", {D}, DType::kFloat32, &l.q_norm);
       load(p + "self_attn.k_norm.weight", {D}, DType::kFloat32, &l.k_norm);
     }
-    load(p + "mlp.gate_proj.weight", {I, H}, dtype_, &l.gate_proj);
-    load(p + "mlp.up_proj.weight", {I, H}, dtype_, &l.up_proj);
-    load(p + "mlp.down_proj.weight", {H, I}, dtype_, &l.down_proj);
+    linear({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, {{I, H}, {I, H}},
+           {&l.gate_proj, &l.up_proj}, &l.gate_up_proj);
+    linear({p + "mlp.down_proj.weight"}, {{H, I}}, {&l.down_proj}, nullptr);
   }
   return status;
+}
+
+Status LlamaModel::load_linear(const WeightSet& weights, const std::vector<std::string>& names,
+                               const std::vector<std::vector<int64_t>>& shapes,
+                               const std::vector<Tensor*>& outs, Tensor* fused) {
+  std::vector<Tensor> parts(names.size());
+  std::vector<Buffer> part_storage(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    Tensor host;
+    Status status = find_tensor(weights, names[i], shapes[i], &host);
+    if (!status.ok()) return status;
+    parts[i] = backend_->upload_weight(host, dtype_, &part_storage[i]);
+  }
+  // Packing copies the weights: the parts' own conversions (part_storage) are freed on return.
+  auto pack = [&](const std::vector<Tensor>& group, Tensor* out) {
+    Buffer storage;
+    Tensor packed = backend_->pack_linear_weight(group, &storage);
+    if (packed.data == nullptr) return false;
+    *out = packed;
+    storage_.push_back(std::move(storage));
+    return true;
+  };
+  if (fused != nullptr && pack(parts, fused)) return Status();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (pack({parts[i]}, outs[i])) continue;
+    *outs[i] = parts[i];
+    if (part_storage[i].data() != nullptr) storage_.push_back(std::move(part_storage[i]));
+  }
+  return Status();
 }
 
 void LlamaModel::allocate_workspace(int64_t max_num_tokens, int64_t max_position) {
@@ -135,9 +177,13 @@ void LlamaModel::attention(const Layer& l, const ForwardBatch& batch, const KvCa
   Tensor q2 = qkv.slice_cols(0, nq * D);
   Tensor k2 = qkv.slice_cols(nq * D, (nq + nkv) * D);
   Tensor v2 = qkv.slice_cols((nq + nkv) * D, width);
-  backend_->linear({normed, l.q_proj, l.q_bias, q2});
-  backend_->linear({normed, l.k_proj, l.k_bias, k2});
-  backend_->linear({normed, l.v_proj, l.v_bias, v2});
+  if (l.qkv_proj.data != nullptr) {
+    backend_->linear({normed, l.qkv_proj, Tensor(), qkv});
+  } else {
+    backend_->linear({normed, l.q_proj, l.q_bias, q2});
+    backend_->linear({normed, l.k_proj, l.k_bias, k2});
+    backend_->linear({normed, l.v_proj, l.v_bias, v2});
+  }
 
   // [T, heads, D] views into the qkv rows.
   auto heads_view = [&](const Tensor& cols, int64_t heads) {
@@ -199,8 +245,12 @@ void LlamaModel::forward(const ForwardBatch& batch, const std::vector<KvCacheLay
     attention(l, batch, kv_cache[i], T);
     backend_->linear({attn_out, l.o_proj, Tensor(), proj_out});
     backend_->rms_norm({proj_out, residual, l.post_norm, normed, eps});
-    backend_->linear({normed, l.gate_proj, Tensor(), gate_up.slice_cols(0, I)});
-    backend_->linear({normed, l.up_proj, Tensor(), gate_up.slice_cols(I, 2 * I)});
+    if (l.gate_up_proj.data != nullptr) {
+      backend_->linear({normed, l.gate_up_proj, Tensor(), gate_up});
+    } else {
+      backend_->linear({normed, l.gate_proj, Tensor(), gate_up.slice_cols(0, I)});
+      backend_->linear({normed, l.up_proj, Tensor(), gate_up.slice_cols(I, 2 * I)});
+    }
     backend_->silu_and_mul({gate_up, mlp_act});
     backend_->linear({mlp_act, l.down_proj, Tensor(), proj_out});
   }

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -69,11 +70,22 @@ class LlamaModel {
     Tensor o_proj;                  // [H, num_q_heads * D]
     Tensor gate_proj, up_proj;      // [I, H]
     Tensor down_proj;               // [H, I]
+    // Backend-packed fusions (Backend::pack_linear_weight), or empty; when set, the parts
+    // above are empty. qkv_proj: rows [q; k; v] (only without attention bias);
+    // gate_up_proj: rows [gate; up]. o_proj, down_proj and lm_head_ are packed in place.
+    Tensor qkv_proj;                // [(nq + 2 * nkv) * D, H] packed
+    Tensor gate_up_proj;            // [2 * I, H] packed
   };
 
   LlamaModel(const ModelConfig& config, Backend* backend, DType dtype)
       : config_(config), backend_(backend), dtype_(dtype) {}
   Status load_weights(const WeightSet& weights);
+  // Loads the linear weights `names` ([N_i, K] `shapes`) in dtype_ into outs, packed by the
+  // backend when it can: one packed weight of their row concatenation into *fused (outs left
+  // empty) when fused is set, else each packed in place.
+  Status load_linear(const WeightSet& weights, const std::vector<std::string>& names,
+                     const std::vector<std::vector<int64_t>>& shapes, const std::vector<Tensor*>& outs,
+                     Tensor* fused);
   void allocate_workspace(int64_t max_num_tokens, int64_t max_position);
   void attention(const Layer& layer, const ForwardBatch& batch, const KvCacheLayer& kv, int64_t num_tokens);
 

@@ -12,6 +12,7 @@
 #include "backend/cpu/blas.h"
 #include "backend/cpu/float_convert.h"
 #include "backend/cpu/isa.h"
+#include "backend/cpu/packed_weight.h"
 
 namespace pagedllm {
 
@@ -175,9 +176,29 @@ void CpuBackend::head_rms_norm(const HeadRmsNormParams& p) {
   cpu::head_rms_norm_avx2(p, context(0));
 }
 
+Tensor CpuBackend::pack_linear_weight(const std::vector<Tensor>& parts, Buffer* storage) {
+  PAGEDLLM_CHECK(!parts.empty() && storage != nullptr, "pack_linear_weight needs parts and storage");
+  int64_t n = 0;
+  for (const Tensor& t : parts) {
+    check_weight(t, 2, "packed linear part");
+    PAGEDLLM_CHECK(t.is_contiguous() && t.dtype == parts[0].dtype && t.shape[1] == parts[0].shape[1],
+                   "packed linear parts must be contiguous [N_i, K] of one dtype and K");
+    n += t.shape[0];
+  }
+  const int64_t k = parts[0].shape[1];
+  PAGEDLLM_CHECK(n > 0 && k > 0, "packed linear weight is empty");
+  *storage = allocate_buffer(static_cast<size_t>(cpu::packed_panels(n) * k * cpu::kPanelCols) *
+                             dtype_size(parts[0].dtype));
+  return cpu::pack_linear_rows(parts, storage->data(), pool_);
+}
+
 void CpuBackend::linear(const LinearParams& p) {
   check_rows(p.x, 2, DType::kFloat32, "linear x");
   check_rows(p.out, 2, DType::kFloat32, "linear out");
+  if (cpu::is_packed_weight(p.weight)) {
+    linear_packed(p);
+    return;
+  }
   check_weight(p.weight, 2, "linear weight");
   PAGEDLLM_CHECK(p.weight.is_contiguous(), "linear weight must be contiguous");
   int64_t m = p.x.shape[0], k = p.x.shape[1], n = p.weight.shape[0];
@@ -196,6 +217,27 @@ void CpuBackend::linear(const LinearParams& p) {
     case Isa::kAvx512Bf16:
     case Isa::kAvx512: cpu::linear_avx512(p, ctx); break;
     default: cpu::linear_avx2(p, ctx); break;
+  }
+}
+
+void CpuBackend::linear_packed(const LinearParams& p) {
+  const Tensor& w = p.weight;
+  PAGEDLLM_CHECK(w.data != nullptr && w.is_contiguous() && is_weight_dtype(w.dtype),
+                 "packed linear weight must be a contiguous float32/bfloat16 [P, K, 32]");
+  int64_t m = p.x.shape[0], k = p.x.shape[1], n = p.out.shape[1];
+  PAGEDLLM_CHECK(w.shape[1] == k, "packed linear weight has K = " << w.shape[1] << " but x has " << k);
+  PAGEDLLM_CHECK(p.out.shape[0] == m && w.shape[0] == cpu::packed_panels(n),
+                 "packed linear weight has " << w.shape[0] << " panels, out needs N = " << n);
+  PAGEDLLM_CHECK(m <= 1 || (p.x.stride[0] >= k && p.out.stride[0] >= n), "linear rows overlap");
+  if (p.bias.data != nullptr) {
+    check_weight(p.bias, 1, "linear bias");
+    PAGEDLLM_CHECK(p.bias.shape[0] == n, "linear bias must be [N]");
+  }
+  if (m == 0 || n == 0) return;
+  if (use_avx512()) {
+    cpu::packed_linear_avx512(p, context(0));
+  } else {
+    cpu::packed_linear_avx2(p, context(0));
   }
 }
 

@@ -36,6 +36,8 @@ class CpuBackend : public Backend {
   void synchronize() override {}
 
   Tensor upload_weight(const Tensor& src, DType dtype, Buffer* storage) override;
+  // Packs into the panel layout of packed_weight.h (float32 or bfloat16, as the parts).
+  Tensor pack_linear_weight(const std::vector<Tensor>& parts, Buffer* storage) override;
 
   void embedding(const EmbeddingParams& p) override;
   void rms_norm(const RmsNormParams& p) override;
@@ -52,6 +54,8 @@ class CpuBackend : public Backend {
   explicit CpuBackend(int num_threads);
   // A context whose scratch holds at least `floats` floats (grows the buffer if needed).
   cpu::KernelContext context(int64_t floats);
+  // linear() on a weight from pack_linear_weight.
+  void linear_packed(const LinearParams& p);
 
   ThreadPool pool_;
   float* scratch_ = nullptr;  // [scratch_floats_], 64-byte aligned

@@ -41,6 +41,11 @@ int64_t linear_scratch_floats(const LinearParams& p, int num_threads, int vector
 void linear_avx2(const LinearParams& p, const KernelContext& ctx);
 void linear_avx512(const LinearParams& p, const KernelContext& ctx);
 
+// linear on a packed weight (packed_weight.h): p.weight is [P, K, 32], N = p.out.shape[1].
+// Every row's result is bit-identical for any M, thread count and tier (packed_linear_impl.h).
+void packed_linear_avx2(const LinearParams& p, const KernelContext& ctx);
+void packed_linear_avx512(const LinearParams& p, const KernelContext& ctx);
+
 // ---- paged attention ----
 // Work unit: (sequence b, query-row tile, KV head g). A tile holds up to rows_per_tile query
 // rows, i.e. rows_per_tile * group query vectors. Keys are visited in splits of
