@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pagedllm {
 
@@ -12,7 +13,8 @@ struct EngineConfig {
   // Compute and weight dtype: "auto" (from config.json; float16 becomes bfloat16 on CPU),
   // "float32" or "bfloat16". Default "auto".
   std::string dtype = "auto";
-  // Device the model runs on: "cpu" (CUDA and HIP backends plug in later). Default "cpu".
+  // Device the model runs on: "cpu", "cuda" (= "cuda:0") or "cuda:N" (needs a build with the
+  // CUDA backend). Default "cpu".
   std::string device = "cpu";
   // Longest sequence (prompt + output) in tokens; 0 = the model's max_position_embeddings.
   int64_t max_model_len = 0;
@@ -36,6 +38,17 @@ struct EngineConfig {
   uint64_t seed = 0;
   // Print the KV-cache size and other start-up facts to stderr. Default true.
   bool log_stats = true;
+  // GPU only: fraction (0, 1] of the GPU's total memory pagedllm may use (weights, activations
+  // and KV cache); the KV cache gets what the rest leaves. Default 0.9.
+  double gpu_memory_utilization = 0.9;
+  // GPU only: run every step eagerly, without CUDA/HIP graphs. Default false.
+  bool enforce_eager = false;
+  // GPU only: attention kernels, "auto" (the fastest available), "flashinfer" or "native".
+  // Default "auto".
+  std::string attention_backend = "auto";
+  // GPU only: decode batch sizes (sequences) captured as graphs, each in [1, max_num_seqs];
+  // empty = 1, 2, 4, 8, then every 8 up to max_num_seqs. Default empty.
+  std::vector<int64_t> cuda_graph_sizes;
 };
 
 }  // namespace pagedllm
