@@ -5,6 +5,7 @@
 #     twin with the same interface in hip/ or falls back to a shared source for it.
 set(PAGEDLLM_GPU_SOURCES
   kernels/silu_and_mul.cu
+  kernels/convert.cu
 )
 set(PAGEDLLM_CUDA_ONLY_SOURCES
 )

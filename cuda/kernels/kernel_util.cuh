@@ -1,0 +1,72 @@
+// Building blocks shared by the small memory-bound kernels: aligned vectors for wide loads,
+// warp and block sums, a NaN to mark rows with invalid indices, and launch-shape helpers.
+// Written against gpu_compat.cuh only (warp size from PAGEDLLM_WARP_SIZE), so HIP builds it too.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu_compat.cuh"
+
+namespace pagedllm {
+
+// VEC consecutive elements loaded or stored with one aligned access (VEC * sizeof(T) bytes).
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) AlignedVec {
+  T v[VEC];
+};
+
+template <typename T, int VEC>
+__device__ __forceinline__ AlignedVec<T, VEC> load_vec(const T* p) {
+  return *reinterpret_cast<const AlignedVec<T, VEC>*>(p);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_vec(T* p, const AlignedVec<T, VEC>& v) {
+  *reinterpret_cast<AlignedVec<T, VEC>*>(p) = v;
+}
+
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
+// Sum over the warp; every lane gets the result.
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int mask = PAGEDLLM_WARP_SIZE / 2; mask > 0; mask >>= 1) v += gpu_shfl_xor(v, mask);
+  return v;
+}
+
+// Sum over the block; every thread gets the result. Precondition: blockDim.x is a multiple of
+// PAGEDLLM_WARP_SIZE and at most 1024; every thread of the block calls it.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float warp_sums[1024 / PAGEDLLM_WARP_SIZE];
+  __shared__ float total;
+  const int lane = static_cast<int>(threadIdx.x) % PAGEDLLM_WARP_SIZE;
+  const int warp = static_cast<int>(threadIdx.x) / PAGEDLLM_WARP_SIZE;
+  const int num_warps = static_cast<int>(blockDim.x) / PAGEDLLM_WARP_SIZE;
+  v = warp_sum(v);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < num_warps ? warp_sums[lane] : 0.0f;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+// Threads for `work` independent items per block: a multiple of the warp size in
+// [PAGEDLLM_WARP_SIZE, max_threads] (max_threads a multiple of the warp size).
+inline int block_threads_for(int64_t work, int max_threads = 1024) {
+  const int64_t rounded = (work + PAGEDLLM_WARP_SIZE - 1) / PAGEDLLM_WARP_SIZE * PAGEDLLM_WARP_SIZE;
+  if (rounded < PAGEDLLM_WARP_SIZE) return PAGEDLLM_WARP_SIZE;
+  return static_cast<int>(rounded < max_threads ? rounded : max_threads);
+}
+
+// The largest grid.x the launchers use (the hardware limit is 2^31 - 1).
+constexpr int64_t kMaxGridX = 2147483647;
+
+// True when p is a multiple of `bytes` (a power of two).
+inline bool is_aligned(const void* p, int64_t bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & static_cast<uintptr_t>(bytes - 1)) == 0;
+}
+
+}  // namespace pagedllm
