@@ -109,6 +109,29 @@ inline gpuError_t gpuGraphLaunch(gpuGraphExec_t e, gpuStream_t s) { return hipGr
 inline gpuError_t gpuGraphDestroy(gpuGraph_t g) { return hipGraphDestroy(g); }
 inline gpuError_t gpuGraphExecDestroy(gpuGraphExec_t e) { return hipGraphExecDestroy(e); }
 inline gpuError_t gpuDeviceSynchronize() { return hipDeviceSynchronize(); }
+// True when work enqueued on s is being captured into a graph.
+inline bool gpu_stream_is_capturing(gpuStream_t s) {
+  hipStreamCaptureStatus status = hipStreamCaptureStatusNone;
+  if (hipStreamIsCapturing(s, &status) != hipSuccess) {
+    (void)hipGetLastError();
+    return false;
+  }
+  return status != hipStreamCaptureStatusNone;
+}
+// True when p is page-locked host memory (gpuMallocHost or registered). HIP fails the query for
+// pageable memory (CUDA reports it as unregistered); both give false. ROCm 6 renamed the field.
+inline bool gpu_is_page_locked(const void* p) {
+  hipPointerAttribute_t a{};
+  if (hipPointerGetAttributes(&a, p) != hipSuccess) {
+    (void)hipGetLastError();
+    return false;
+  }
+#if HIP_VERSION_MAJOR >= 6
+  return a.type == hipMemoryTypeHost;
+#else
+  return a.memoryType == hipMemoryTypeHost;
+#endif
+}
 
 // 16-bit float conversions, round to nearest even from float.
 __host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) {
