@@ -6,6 +6,10 @@
 set(PAGEDLLM_GPU_SOURCES
   kernels/silu_and_mul.cu
   kernels/convert.cu
+  kernels/paged_attention.cu
+  kernels/paged_attention_decode.cu
+  kernels/paged_attention_prefill.cu
+  attention_dispatch.cu
 )
 set(PAGEDLLM_CUDA_ONLY_SOURCES
 )

@@ -73,6 +73,15 @@ inline gpuError_t gpuGraphLaunch(gpuGraphExec_t e, gpuStream_t s) { return cudaG
 inline gpuError_t gpuGraphDestroy(gpuGraph_t g) { return cudaGraphDestroy(g); }
 inline gpuError_t gpuGraphExecDestroy(gpuGraphExec_t e) { return cudaGraphExecDestroy(e); }
 inline gpuError_t gpuDeviceSynchronize() { return cudaDeviceSynchronize(); }
+// True when work enqueued on s is being captured into a graph.
+inline bool gpu_stream_is_capturing(gpuStream_t s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
 
 // 16-bit float conversions, round to nearest even from float.
 __host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) { return __bfloat162float(v); }
