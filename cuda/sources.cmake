@@ -5,6 +5,13 @@
 #     twin with the same interface in hip/ or falls back to a shared source for it.
 set(PAGEDLLM_GPU_SOURCES
   kernels/silu_and_mul.cu
+  kernels/embedding.cu
+  kernels/rms_norm.cu
+  kernels/head_rms_norm.cu
+  kernels/rotary_embedding.cu
+  kernels/write_kv_cache.cu
+  kernels/gather_rows.cu
+  kernels/copy_blocks.cu
   kernels/convert.cu
   kernels/paged_attention.cu
   kernels/paged_attention_decode.cu

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "backend/tensor.h"
 #include "gpu_compat.cuh"
 
 namespace pagedllm {
@@ -67,6 +68,25 @@ constexpr int64_t kMaxGridX = 2147483647;
 // True when p is a multiple of `bytes` (a power of two).
 inline bool is_aligned(const void* p, int64_t bytes) {
   return (reinterpret_cast<uintptr_t>(p) & static_cast<uintptr_t>(bytes - 1)) == 0;
+}
+
+// True when t can be read or written in chunks of `vec` elements with aligned accesses: unit
+// last-dim stride, last dim a multiple of vec, data aligned to vec elements and every other
+// stride a multiple of vec (so every row starts aligned). An empty tensor (no data) qualifies.
+inline bool vectorizable(const Tensor& t, int vec) {
+  if (t.data == nullptr) return true;
+  const int last = t.ndim - 1;
+  if (t.ndim < 1 || t.stride[last] != 1 || t.shape[last] % vec != 0) return false;
+  if (!is_aligned(t.data, vec * static_cast<int64_t>(dtype_size(t.dtype)))) return false;
+  for (int d = 0; d < last; ++d)
+    if (t.shape[d] > 1 && t.stride[d] % vec != 0) return false;
+  return true;
+}
+
+// Elements per 16-byte access for the wider of two element types.
+template <typename A, typename B>
+constexpr int vec_for() {
+  return static_cast<int>(16 / (sizeof(A) > sizeof(B) ? sizeof(A) : sizeof(B)));
 }
 
 }  // namespace pagedllm
