@@ -5,6 +5,7 @@
 #     twin with the same interface in hip/ or falls back to a shared source for it.
 set(PAGEDLLM_GPU_SOURCES
   kernels/silu_and_mul.cu
+  kernels/sampling.cu
   kernels/embedding.cu
   kernels/rms_norm.cu
   kernels/head_rms_norm.cu

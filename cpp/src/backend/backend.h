@@ -83,6 +83,11 @@ class Backend {
   virtual void paged_attention(const PagedAttentionParams& p) = 0;
   virtual void gather_rows(const GatherRowsParams& p) = 0;
   virtual void copy_blocks(const CopyBlocksParams& p) = 0;
+
+  // Device sampling (ops.h SampleParams): a backend that returns true samples on the device and
+  // the engine keeps logits there; the default (the CPU) samples on the host with Sampler.
+  virtual bool supports_device_sampling() const { return false; }
+  virtual void sample(const SampleParams& p) { PAGEDLLM_CHECK(false, "backend " << name() << " has no device sampling"); }
 };
 
 // Creates the backend for a device string ("cpu"). Returns nullptr with *error set when the

@@ -106,4 +106,41 @@ struct GatherRowsParams {
   Tensor out;      // [R, H] activation
 };
 
+// One row's sampling controls for Backend::sample (the layout the kernels read): the fields of
+// SamplingParams the host Sampler uses, the draw's counter (seed, step) and where the row's
+// token lists sit in SampleParams::token_lists.
+struct SampleRowParams {
+  float temperature = 1.0f;         // < 1e-5 means greedy
+  float top_p = 1.0f;               // 1 = off
+  float min_p = 0.0f;               // 0 = off
+  float repetition_penalty = 1.0f;  // 1 = off
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  int32_t top_k = 0;                // off unless 0 < top_k < V
+  int32_t num_mask_ids = 0;         // ids set to -inf (stop/EOS ids while under min_tokens)
+  uint64_t seed = 0;                // Sampler::uniform(seed, step) is the draw's number
+  int64_t step = 0;                 // the request's num_output_tokens
+  int32_t mask_begin = 0;           // token_lists[mask_begin, + num_mask_ids)
+  int32_t repetition_begin = 0;     // token_lists[repetition_begin, + num_repetition_ids):
+  int32_t num_repetition_ids = 0;   //   distinct prompt and output ids
+  int32_t output_begin = 0;         // token_lists[output_begin, + num_output_ids): distinct
+  int32_t num_output_ids = 0;       //   output ids, then their counts at + num_output_ids
+  int32_t reserved = 0;
+};
+constexpr int64_t kSampleRowInts = static_cast<int64_t>(sizeof(SampleRowParams) / sizeof(int32_t));
+
+// Samples one token per row with the host Sampler's semantics (sample/sampler.h): same
+// masking, penalties, greedy argmax and filters, and the same counter-based draw, so equal
+// logits and rows give the token the host would pick, whatever the batch. logprobs/ranks are
+// the chosen token's log-softmax of the raw logits and 1 + the number of larger raw logits.
+struct SampleParams {
+  Tensor logits;       // [R, V] float32 (row stride may exceed V), read only
+  Tensor rows;         // [R, kSampleRowInts] int32: SampleRowParams records
+  Tensor token_lists;  // [N] int32: the ids and counts the rows point into
+  Tensor work;         // [R, V] float32 scratch (contiguous), overwritten
+  Tensor token_ids;    // [R] int32 output
+  Tensor logprobs;     // [R] float32 output, or empty
+  Tensor ranks;        // [R] int32 output, or empty
+};
+
 }  // namespace pagedllm

@@ -1,0 +1,355 @@
+// Device sampling, host side (sample/device_sampling.h): packing of rows into SampleRowParams
+// records and token lists, the decision of which steps the device may sample, and a sequential
+// model of the GPU kernel's algorithm (cuda/kernels/sampling.cu: bitwise searches instead of
+// sorts, double exp rounded to float) run on packed rows against the host Sampler, so the
+// algorithm is checked on machines without a GPU.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "sample/device_sampling.h"
+#include "sample/sampler.h"
+#include "test_harness.h"
+#include "util/check.h"
+
+using namespace pagedllm;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+uint32_t float_bits(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+float bits_float(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+uint32_t order_key(float x) {
+  const uint32_t b = float_bits(x == 0.0f ? 0.0f : x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+float key_value(uint32_t k) { return bits_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k); }
+
+int argmax(const std::vector<float>& x) {
+  int best = -1;
+  float v = -kInf;
+  for (int i = 0; i < static_cast<int>(x.size()); ++i) {
+    if (x[i] > v) {
+      v = x[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+// sampling_block.cuh select_crossing, sequentially.
+int select_crossing(const std::vector<float>& p, double target, bool inclusive, double total, uint32_t* bits) {
+  auto passes = [&](double c) { return inclusive ? c >= target : c > target; };
+  const int n = static_cast<int>(p.size());
+  uint32_t key = 0;
+  int rank = 0;
+  if (!passes(total)) {
+    key = 0xffffffffu;
+    for (float v : p) {
+      if (float_bits(v) != 0) key = std::min(key, float_bits(v));
+    }
+    rank = -1;
+  } else {
+    for (int bit = 31; bit >= 0; --bit) {
+      const uint32_t candidate = key | (1u << bit);
+      if (candidate > 0x3f800000u) continue;
+      double s = 0.0;
+      for (float v : p) {
+        if (float_bits(v) >= candidate) s += v;
+      }
+      if (passes(s)) key = candidate;
+    }
+  }
+  double above = 0.0;
+  int num_equal = 0;
+  for (float v : p) {
+    if (float_bits(v) > key) above += v;
+    num_equal += float_bits(v) == key;
+  }
+  if (rank == 0 && num_equal > 1) {
+    const double weight = bits_float(key);
+    const double q = std::ceil((target - above) / weight) - 1.0;
+    int64_t j = q <= 0.0 ? 0 : (q >= num_equal - 1 ? num_equal - 1 : static_cast<int64_t>(q));
+    while (j > 0 && passes(above + static_cast<double>(j) * weight)) --j;
+    while (j + 1 < num_equal && !passes(above + static_cast<double>(j + 1) * weight)) ++j;
+    rank = static_cast<int>(j);
+  }
+  if (rank < 0) rank = num_equal - 1;
+  *bits = key;
+  for (int i = 0, seen = 0; i < n; ++i) {
+    if (float_bits(p[i]) == key && seen++ == rank) return i;
+  }
+  return -1;
+}
+
+// sampling.cu sample_kernel for one packed row, sequentially.
+int model_kernel(const float* logits, int n, const SampleRowParams& row, const int32_t* lists) {
+  std::vector<float> w(logits, logits + n);
+  for (int j = 0; j < row.num_mask_ids; ++j) w[lists[row.mask_begin + j]] = -kInf;
+  for (int j = 0; j < row.num_repetition_ids; ++j) {
+    float& x = w[lists[row.repetition_begin + j]];
+    x = x > 0.0f ? x / row.repetition_penalty : x * row.repetition_penalty;
+  }
+  for (int j = 0; j < row.num_output_ids; ++j) {
+    float& x = w[lists[row.output_begin + j]];
+    const float scaled = row.frequency_penalty * static_cast<float>(lists[row.output_begin + row.num_output_ids + j]);
+    x = x - scaled;
+    x = x - row.presence_penalty;
+  }
+  int token = -1;
+  if (row.temperature < 1e-5f) {
+    token = argmax(w);
+  } else {
+    float kth = -kInf;
+    int finite = 0;
+    for (float x : w) finite += x > -kInf;
+    if (row.top_k > 0 && row.top_k < n && finite >= row.top_k) {
+      uint32_t key = 0;
+      for (int bit = 31; bit >= 0; --bit) {
+        const uint32_t candidate = key | (1u << bit);
+        int count = 0;
+        for (float x : w) count += x > -kInf && order_key(x) >= candidate;
+        if (count >= row.top_k) key = candidate;
+      }
+      kth = key_value(key);
+    }
+    float m = -kInf;
+    for (float x : w) {
+      if (x > -kInf && x >= kth && x > m) m = x;
+    }
+    if (m > -kInf) {
+      const float inv_t = 1.0f / row.temperature;
+      double total = 0.0;
+      for (float& x : w) {
+        float p = 0.0f;
+        if (x > -kInf && x >= kth) {
+          const float d = (x - m) * inv_t;
+          p = m == kInf ? (x == kInf ? 1.0f : 0.0f) : static_cast<float>(std::exp(static_cast<double>(d)));
+        }
+        x = p;
+        total += p;
+      }
+      uint32_t bits = 0;
+      if (row.top_p < 1.0f) {
+        const int last = select_crossing(w, static_cast<double>(row.top_p) * total, true, total, &bits);
+        total = 0.0;
+        for (int i = 0; i < n; ++i) {
+          const uint32_t b = float_bits(w[i]);
+          if (b < bits || (b == bits && i > last)) w[i] = 0.0f;
+          total += w[i];
+        }
+      }
+      if (row.min_p > 0.0f) {
+        total = 0.0;
+        for (float& x : w) {
+          if (!(x >= row.min_p)) x = 0.0f;
+          total += x;
+        }
+      }
+      token = select_crossing(w, Sampler::uniform(row.seed, static_cast<uint64_t>(row.step)) * total, false, total, &bits);
+    }
+  }
+  if (token < 0) token = argmax(std::vector<float>(logits, logits + n));
+  return token < 0 ? 0 : token;
+}
+
+struct RowSpec {
+  SamplingParams params;
+  std::vector<int32_t> prompt, output;
+  uint64_t seed = 0;
+};
+
+const std::vector<int32_t> kEos = {2, 7};
+
+SamplingContext context(const RowSpec& s) {
+  SamplingContext ctx;
+  ctx.params = &s.params;
+  ctx.prompt_token_ids = s.prompt.data();
+  ctx.num_prompt_tokens = static_cast<int64_t>(s.prompt.size());
+  ctx.output_token_ids = s.output.data();
+  ctx.num_output_tokens = static_cast<int64_t>(s.output.size());
+  ctx.seed = s.seed;
+  ctx.eos_token_ids = &kEos;
+  return ctx;
+}
+
+std::vector<int32_t> list(const std::vector<int32_t>& packed, int64_t R, int32_t begin, int32_t count) {
+  auto first = packed.begin() + R * kSampleRowInts + begin;
+  return std::vector<int32_t>(first, first + count);
+}
+
+}  // namespace
+
+TEST(DeviceSampling, PacksParamsAndCounters) {
+  RowSpec a, b;
+  a.params.temperature = 0.5f;
+  a.params.top_p = 0.9f;
+  a.params.top_k = 12;
+  a.params.min_p = 0.1f;
+  a.seed = 0xF00DF00DF00DF00Dull;
+  a.output = {4, 4};
+  b.params.temperature = 0.0f;
+  b.seed = 3;
+  SamplePacker packer(100);
+  const std::vector<int32_t>& packed = packer.pack({context(a), context(b)});
+  ASSERT_EQ(static_cast<int64_t>(packed.size()), 2 * kSampleRowInts);
+  const SampleRowParams ra = SamplePacker::row(packed, 0), rb = SamplePacker::row(packed, 1);
+  EXPECT_EQ(ra.temperature, 0.5f);
+  EXPECT_EQ(ra.top_p, 0.9f);
+  EXPECT_EQ(ra.top_k, 12);
+  EXPECT_EQ(ra.min_p, 0.1f);
+  EXPECT_EQ(ra.seed, 0xF00DF00DF00DF00Dull);
+  EXPECT_EQ(ra.step, 2);
+  EXPECT_EQ(ra.num_mask_ids + ra.num_repetition_ids + ra.num_output_ids, 0);
+  EXPECT_EQ(rb.temperature, 0.0f);
+  EXPECT_EQ(rb.step, 0);
+  EXPECT_EQ(rb.seed, uint64_t{3});
+}
+
+TEST(DeviceSampling, PacksMasksAndPenaltyLists) {
+  RowSpec s;
+  s.params.min_tokens = 4;
+  s.params.stop_token_ids = {5, 500};  // 500 is outside the vocab: skipped, as the Sampler does
+  s.params.repetition_penalty = 1.2f;
+  s.params.frequency_penalty = 0.5f;
+  s.prompt = {1, 9, 9, 3};
+  s.output = {3, 8, 3};
+  RowSpec done = s;
+  done.output = {3, 8, 3, 3};   // min_tokens reached: no mask
+  done.params.ignore_eos = true;
+  RowSpec no_eos = s;
+  no_eos.params.ignore_eos = true;
+  SamplePacker packer(100);
+  const std::vector<int32_t> packed = packer.pack({context(s), context(done), context(no_eos)});
+  const SampleRowParams r0 = SamplePacker::row(packed, 0), r1 = SamplePacker::row(packed, 1),
+                        r2 = SamplePacker::row(packed, 2);
+  EXPECT_TRUE(list(packed, 3, r0.mask_begin, r0.num_mask_ids) == std::vector<int32_t>({5, 2, 7}));
+  EXPECT_TRUE(list(packed, 3, r0.repetition_begin, r0.num_repetition_ids) == std::vector<int32_t>({1, 9, 3, 8}));
+  EXPECT_TRUE(list(packed, 3, r0.output_begin, 2 * r0.num_output_ids) == std::vector<int32_t>({3, 8, 2, 1}));
+  EXPECT_EQ(r1.num_mask_ids, 0);
+  EXPECT_TRUE(list(packed, 3, r1.output_begin, 2 * r1.num_output_ids) == std::vector<int32_t>({3, 8, 3, 1}));
+  EXPECT_TRUE(list(packed, 3, r2.mask_begin, r2.num_mask_ids) == std::vector<int32_t>({5}));
+  // Scratch is clean: packing again gives the same lists.
+  EXPECT_TRUE(packer.pack({context(s), context(done), context(no_eos)}) == packed);
+}
+
+TEST(DeviceSampling, PackRejectsIdsOutsideVocab) {
+  RowSpec s;
+  s.params.repetition_penalty = 1.1f;
+  s.prompt = {1, 100};
+  SamplePacker packer(100);
+  EXPECT_CHECK_FAILS(packer.pack({context(s)}));
+  RowSpec t;
+  t.params.presence_penalty = 0.2f;
+  t.output = {-1};
+  EXPECT_CHECK_FAILS(packer.pack({context(t)}));
+}
+
+TEST(DeviceSampling, DecisionKeepsHostOnlyFeaturesOnTheHost) {
+  SamplingParams p;
+  EXPECT_TRUE(device_can_sample(p));
+  p.logprobs = 0;
+  EXPECT_TRUE(device_can_sample(p));
+  p.logprobs = 1;
+  EXPECT_FALSE(device_can_sample(p));
+  p.logprobs = -1;
+  p.prompt_logprobs = 0;
+  EXPECT_FALSE(device_can_sample(p));
+
+  std::vector<std::unique_ptr<Request>> requests;
+  auto add = [&](int32_t logprobs, int32_t prompt_logprobs, bool samples, SchedulerOutput* out) {
+    auto r = std::make_unique<Request>();
+    r->token_ids = {1, 2, 3, 4};
+    r->num_prompt_tokens = 3;
+    r->seed = 40 + requests.size();
+    r->params.logprobs = logprobs;
+    r->params.prompt_logprobs = prompt_logprobs;
+    ScheduledRequest s;
+    s.request = r.get();
+    s.num_tokens = 1;
+    s.samples = samples;
+    out->scheduled.push_back(s);
+    requests.push_back(std::move(r));
+  };
+  std::vector<SamplingContext> rows;
+  SchedulerOutput plain;
+  add(-1, -1, true, &plain);
+  add(0, -1, false, &plain);
+  add(0, -1, true, &plain);
+  EXPECT_TRUE(collect_device_rows(plain, &kEos, nullptr, &rows));
+  ASSERT_EQ(rows.size(), size_t{2});
+  EXPECT_EQ(rows[0].seed, uint64_t{40});
+  EXPECT_EQ(rows[1].seed, uint64_t{42});
+  EXPECT_EQ(rows[1].num_output_tokens, 1);
+  EXPECT_EQ(rows[1].num_prompt_tokens, 3);
+  EXPECT_TRUE(rows[1].eos_token_ids == &kEos);
+  EXPECT_FALSE(collect_device_rows(plain, &kEos, [](const Request& r) { return r.seed == 41; }, &rows));
+
+  SchedulerOutput top_logprobs;
+  add(-1, -1, true, &top_logprobs);
+  add(5, -1, true, &top_logprobs);
+  EXPECT_FALSE(collect_device_rows(top_logprobs, &kEos, nullptr, &rows));
+  SchedulerOutput prompt_logprobs;
+  add(-1, 2, false, &prompt_logprobs);
+  add(-1, -1, true, &prompt_logprobs);
+  EXPECT_FALSE(collect_device_rows(prompt_logprobs, &kEos, nullptr, &rows));
+  SchedulerOutput nothing_samples;
+  add(-1, -1, false, &nothing_samples);
+  EXPECT_FALSE(collect_device_rows(nothing_samples, &kEos, nullptr, &rows));
+}
+
+// The GPU algorithm, run sequentially on packed rows, picks the host Sampler's token.
+TEST(DeviceSampling, KernelAlgorithmMatchesHostSampler) {
+  std::mt19937_64 rng(2024);
+  auto pick = [&](std::initializer_list<double> c) {
+    return *(c.begin() + std::uniform_int_distribution<size_t>(0, c.size() - 1)(rng));
+  };
+  int mismatches = 0, cases = 0;
+  for (int64_t V : {1, 2, 17, 300, 5000}) {
+    Sampler sampler(V);
+    SamplePacker packer(V);
+    for (int trial = 0; trial < 300; ++trial) {
+      RowSpec s;
+      s.params.temperature = static_cast<float>(pick({0.0, 0.3, 1.0, 1.0, 2.0}));
+      s.params.top_k = static_cast<int32_t>(pick({0, 1, 3, 50, static_cast<double>(V - 1)}));
+      s.params.top_p = static_cast<float>(pick({1.0, 0.9, 0.5, 0.05}));
+      s.params.min_p = static_cast<float>(pick({0.0, 0.1, 0.5}));
+      s.params.repetition_penalty = static_cast<float>(pick({1.0, 1.5, 0.8}));
+      s.params.frequency_penalty = static_cast<float>(pick({0.0, 0.3}));
+      s.params.presence_penalty = static_cast<float>(pick({0.0, 0.6}));
+      s.params.min_tokens = static_cast<int64_t>(pick({0, 5}));
+      s.params.stop_token_ids = {0};
+      std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(V, 40) - 1));
+      for (int i = 0, n = static_cast<int>(pick({0, 3, 30})); i < n; ++i) s.prompt.push_back(id(rng));
+      for (int i = 0, n = static_cast<int>(pick({0, 2, 12})); i < n; ++i) s.output.push_back(id(rng));
+      s.seed = rng();
+      const double quantum = pick({0.0, 0.5, 100.0});  // 100: (almost) all logits tie
+      std::normal_distribution<float> dist(0.0f, 2.5f);
+      std::vector<float> logits(V);
+      for (float& x : logits) x = quantum > 0 ? static_cast<float>(std::round(dist(rng) / quantum) * quantum) : dist(rng);
+      if (trial % 29 == 0) logits[0] = kInf;
+      if (trial % 31 == 0) std::fill(logits.begin(), logits.end(), -kInf);
+      if (trial % 37 == 0) logits[V - 1] = std::nanf("");
+      const std::vector<int32_t> packed = packer.pack({context(s)});
+      const int token = model_kernel(logits.data(), static_cast<int>(V), SamplePacker::row(packed, 0),
+                                     packed.data() + kSampleRowInts);
+      mismatches += token != sampler.sample(logits.data(), context(s)).token_id;
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 1500);
+  EXPECT_EQ(mismatches, 0);
+}
