@@ -4,6 +4,7 @@
 #   PAGEDLLM_CUDA_ONLY_SOURCES: built for CUDA only; each entry says why, and the HIP build has a
 #     twin with the same interface in hip/ or falls back to a shared source for it.
 set(PAGEDLLM_GPU_SOURCES
+  kernels/broadcast_bias.cu
   kernels/silu_and_mul.cu
   kernels/sampling.cu
   kernels/embedding.cu
@@ -20,4 +21,6 @@ set(PAGEDLLM_GPU_SOURCES
   attention_dispatch.cu
 )
 set(PAGEDLLM_CUDA_ONLY_SOURCES
+  cublas_library.cu   # dlopen of cuBLAS (hip/ loads hipBLAS)
+  cublas_gemm.cu      # GpuGemm on cuBLAS (hip/ has the hipBLAS twin of gemm.cuh)
 )
