@@ -56,9 +56,10 @@ if(NOT PAGEDLLM_HIP_RUNTIME_LIBRARY)
                             "Install the HIP runtime development files (ROCm hip-dev, Debian libamdhip64-dev).")
 endif()
 
-# One probe compile per (compiler, archs): hipcc for HIP_PLATFORM=amd must accept every arch.
-set(_pagedllm_hip_probe_key "${PAGEDLLM_HIPCC}|${PAGEDLLM_HIP_ARCHS}")
-if(NOT _pagedllm_hip_probe_key STREQUAL PAGEDLLM_HIP_PROBED)
+# One probe compile per (compiler, archs), remembered: hipcc for HIP_PLATFORM=amd must accept
+# every arch.
+set(_probe_key "${PAGEDLLM_HIPCC}|${PAGEDLLM_HIP_ARCHS}")
+if(NOT _probe_key STREQUAL PAGEDLLM_HIP_PROBE_KEY)
   set(_probe_dir "${CMAKE_BINARY_DIR}/pagedllm_hip_probe")
   file(WRITE "${_probe_dir}/probe.hip" "#include <hip/hip_runtime.h>\n__global__ void pagedllm_probe(int* p) { p[threadIdx.x] = 1; }\n")
   set(_probe_flags)
@@ -68,13 +69,19 @@ if(NOT _pagedllm_hip_probe_key STREQUAL PAGEDLLM_HIP_PROBED)
   execute_process(
     COMMAND ${CMAKE_COMMAND} -E env HIP_PLATFORM=amd "${PAGEDLLM_HIPCC}" ${_probe_flags} -x hip -c probe.hip -o probe.o
     WORKING_DIRECTORY "${_probe_dir}" RESULT_VARIABLE _probe_rc OUTPUT_VARIABLE _probe_out ERROR_VARIABLE _probe_out)
-  if(NOT _probe_rc EQUAL 0)
-    string(STRIP "${_probe_out}" _probe_out)
-    _pagedllm_hip_unavailable(
-      "${PAGEDLLM_HIPCC} cannot compile for HIP_PLATFORM=amd, archs '${PAGEDLLM_HIP_ARCHS}': ${_probe_out}"
-      "gfx942 needs ROCm 6's hipcc; with an older one (Debian 12: ROCm 5.2) pass -DPAGEDLLM_HIP_ARCHS=gfx90a.")
+  string(STRIP "${_probe_out}" _probe_out)
+  set(PAGEDLLM_HIP_PROBE_KEY "${_probe_key}" CACHE INTERNAL "hipcc and archs of the last probe")
+  set(PAGEDLLM_HIP_PROBE_ERROR "${_probe_out}" CACHE INTERNAL "the probe's error, empty when it compiled")
+  if(_probe_rc EQUAL 0)
+    set(PAGEDLLM_HIP_PROBE_ERROR "" CACHE INTERNAL "the probe's error, empty when it compiled")
+  elseif(NOT _probe_out)
+    set(PAGEDLLM_HIP_PROBE_ERROR "exit code ${_probe_rc}" CACHE INTERNAL "the probe's error, empty when it compiled")
   endif()
-  set(PAGEDLLM_HIP_PROBED "${_pagedllm_hip_probe_key}" CACHE INTERNAL "hipcc and archs that passed the probe")
+endif()
+if(PAGEDLLM_HIP_PROBE_ERROR)
+  _pagedllm_hip_unavailable(
+    "${PAGEDLLM_HIPCC} cannot compile for HIP_PLATFORM=amd, archs '${PAGEDLLM_HIP_ARCHS}': ${PAGEDLLM_HIP_PROBE_ERROR}"
+    "gfx942 needs ROCm 6's hipcc; with an older one (Debian 12: ROCm 5.2) pass -DPAGEDLLM_HIP_ARCHS=gfx90a.")
 endif()
 
 execute_process(COMMAND ${CMAKE_COMMAND} -E env HIP_PLATFORM=amd "${PAGEDLLM_HIPCC}" --version

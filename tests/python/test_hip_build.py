@@ -1,0 +1,86 @@
+"""The HIP backend compiles: a HIP-only build dir (-DPAGEDLLM_CUDA=OFF -DPAGEDLLM_HIP=ON, gfx90a,
+tests off) builds pagedllm_core with every shared GPU source of cuda/sources.cmake and the
+AMD-only sources of hip/ compiled by hipcc, so a HIP source that breaks fails here. Runs on the
+CPU; skipped where hipcc is absent (CI installs Debian's hipcc, see .ci/run). Nothing runs on an
+AMD GPU here: that needs a ROCm machine (hip/README.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(REPO, "build", "hip-ci")
+# Debian 12's hipcc (ROCm 5.2, clang 15) knows gfx90a but not gfx942; see hip/README.md.
+ARCHS = "gfx90a"
+
+
+def _tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    try:  # the PyPI cmake / ninja packages
+        if name == "cmake":
+            import cmake
+
+            return os.path.join(cmake.CMAKE_BIN_DIR, "cmake")
+        if name == "ninja":
+            import ninja
+
+            return os.path.join(ninja.BIN_DIR, "ninja")
+    except (ImportError, AttributeError):
+        return None
+    return None
+
+
+def _configure(build_dir: str, *defines: str) -> subprocess.CompletedProcess:
+    cmake, ninja = _tool("cmake"), _tool("ninja")
+    args = [cmake, "-S", REPO, "-B", build_dir, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
+            "-DCMAKE_BUILD_TYPE=Release", "-DPAGEDLLM_CUDA=OFF", "-DPAGEDLLM_BUILD_TESTS=OFF",
+            "-DPAGEDLLM_BUILD_PYTHON=OFF", *defines]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def hip_tools():
+    if not shutil.which("hipcc"):
+        pytest.skip("hipcc not found (apt-get install hipcc, or a ROCm install); the HIP build is not checked")
+    if not _tool("cmake") or not _tool("ninja"):
+        pytest.skip("cmake and ninja are needed (pip install cmake ninja)")
+
+
+def _gpu_sources() -> list[str]:
+    with open(os.path.join(REPO, "cuda", "sources.cmake"), encoding="utf-8") as f:
+        text = f.read()
+    block = re.search(r"set\(\s*PAGEDLLM_GPU_SOURCES(.*?)^\)", text, re.S | re.M)
+    assert block, "cuda/sources.cmake has no PAGEDLLM_GPU_SOURCES list"
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.split("#")[0].strip()]
+
+
+def test_hip_backend_compiles_for_gfx90a(hip_tools):
+    r = _configure(BUILD, "-DPAGEDLLM_HIP=ON", f"-DPAGEDLLM_HIP_ARCHS={ARCHS}")
+    assert r.returncode == 0, f"HIP configure failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    assert "HIP backend on" in r.stdout, r.stdout[-3000:]
+    jobs = str(max(1, min(2, os.cpu_count() or 1)))
+    r = subprocess.run([_tool("cmake"), "--build", BUILD, "--parallel", jobs, "--target", "pagedllm_core"],
+                       capture_output=True, text=True)
+    errors = "\n".join(ln for ln in r.stdout.splitlines() if "error" in ln or ln.startswith("FAILED"))
+    assert r.returncode == 0, f"HIP build failed:\n{errors[-6000:]}\n--- tail ---\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
+    objects = os.path.join(BUILD, "hip", "objects", "cuda")
+    missing = [s for s in _gpu_sources() if not os.path.exists(os.path.join(objects, s + ".o"))]
+    assert not missing, f"shared GPU sources without a HIP object: {missing}"
+    with open(os.path.join(objects, "kernels", "silu_and_mul.cu.o"), "rb") as f:
+        assert b"amdgcn-amd-amdhsa--gfx90a" in f.read(), "no gfx90a code object in the HIP object file"
+
+
+def test_hip_on_fails_loudly_for_an_unsupported_arch(hip_tools, tmp_path):
+    r = _configure(str(tmp_path / "on"), "-DPAGEDLLM_HIP=ON", "-DPAGEDLLM_HIP_ARCHS=notanarch")
+    assert r.returncode != 0
+    assert "PAGEDLLM_HIP=ON but" in r.stderr and "notanarch" in r.stderr, r.stderr[-3000:]
+    r = _configure(str(tmp_path / "auto"), "-DPAGEDLLM_HIP=AUTO", "-DPAGEDLLM_HIP_ARCHS=notanarch")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "HIP backend off" in r.stdout, r.stdout[-3000:]
