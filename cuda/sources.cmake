@@ -21,6 +21,10 @@ set(PAGEDLLM_GPU_SOURCES
   attention_dispatch.cu
 )
 set(PAGEDLLM_CUDA_ONLY_SOURCES
-  cublas_library.cu   # dlopen of cuBLAS (hip/ loads hipBLAS)
-  cublas_gemm.cu      # GpuGemm on cuBLAS (hip/ has the hipBLAS twin of gemm.cuh)
+  cublas_library.cu   # dlopen of cuBLAS (hip/ loads rocBLAS)
+  cublas_gemm.cu      # GpuGemm on cuBLAS (hip/ has the rocBLAS twin of gemm.cuh)
+)
+# Folders of CUDA-only sources built by their own glue, each with its reason.
+set(PAGEDLLM_CUDA_ONLY_DIRS
+  flashinfer  # FlashInfer glue (third_party/pagedllm_flashinfer.cmake): FlashInfer is CUDA-only; HIP runs the native attention
 )

@@ -15,23 +15,20 @@ namespace {
 // or a few MiB for split-K style solutions); a larger need fails loudly with memory_error.
 constexpr size_t kWorkspaceBytes = size_t{64} << 20;
 
+// float32, bfloat16 or float16 (check_linear has refused the rest).
 rocblas_datatype rocblas_type(DType d) {
-  switch (d) {
-    case DType::kFloat32: return rocblas_datatype_f32_r;
-    case DType::kBFloat16: return rocblas_datatype_bf16_r;
-    case DType::kFloat16: return rocblas_datatype_f16_r;
-    default: PAGEDLLM_CHECK(false, "no rocBLAS type for " << dtype_name(d));
-  }
-  return rocblas_datatype_f32_r;
+  if (d == DType::kBFloat16) return rocblas_datatype_bf16_r;
+  return d == DType::kFloat16 ? rocblas_datatype_f16_r : rocblas_datatype_f32_r;
 }
 
 }  // namespace
 
+// The loaded library, a handle bound to the backend's stream, and the workspace it computes in.
 struct GpuGemm::Impl {
-  const RocblasLibrary* lib = nullptr;
-  rocblas_handle handle = nullptr;
-  void* workspace = nullptr;  // [kWorkspaceBytes] bytes, owned here
   gpuStream_t stream = nullptr;
+  const RocblasLibrary* lib = nullptr;
+  void* workspace = nullptr;  // [kWorkspaceBytes] bytes, owned here
+  rocblas_handle handle = nullptr;
 
   ~Impl() {
     if (handle != nullptr) lib->destroy_handle(handle);
@@ -74,12 +71,9 @@ const std::string& GpuGemm::library_path() const { return impl_->lib->path; }
 void GpuGemm::linear(const LinearParams& p) {
   const GemmShape s = check_linear(p);
   if (s.m == 0 || s.n == 0) return;
-  float beta = 0.0f;
-  if (p.bias.data != nullptr) {
-    launch_broadcast_bias({p.bias, p.out}, impl_->stream);
-    beta = 1.0f;
-  }
-  const float alpha = 1.0f;
+  const bool has_bias = p.bias.data != nullptr;
+  if (has_bias) launch_broadcast_bias({p.bias, p.out}, impl_->stream);
+  const float alpha = 1.0f, beta = has_bias ? 1.0f : 0.0f;
   const rocblas_datatype in_type = rocblas_type(p.x.dtype), out_type = rocblas_type(p.out.dtype);
   const auto n = static_cast<rocblas_int>(s.n), m = static_cast<rocblas_int>(s.m), k = static_cast<rocblas_int>(s.k);
   const auto ldw = static_cast<rocblas_int>(s.ldw), ldx = static_cast<rocblas_int>(s.ldx);

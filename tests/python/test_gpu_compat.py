@@ -92,6 +92,7 @@ def _cmake_lists(text: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def _source_lists():
+    """(shared sources, {CUDA-only source or folder: reason}), paths from the repo root."""
     lists = _cmake_lists(_read(SOURCES_CMAKE))
     assert "PAGEDLLM_GPU_SOURCES" in lists, "cuda/sources.cmake must set PAGEDLLM_GPU_SOURCES"
     shared = ["cuda/" + e for e, _ in lists.pop("PAGEDLLM_GPU_SOURCES")]
@@ -107,16 +108,16 @@ def _files(top: str, exts) -> list[str]:
     return sorted(found)
 
 
-def _cuda_only_files(cuda_only: dict[str, str], shared: list[str]) -> set[str]:
-    """The listed CUDA-only sources, their headers (same stem) and every file of a folder that
-    holds only CUDA-only sources (e.g. cuda/flashinfer/)."""
-    result = set(cuda_only)
-    for src in cuda_only:
-        stem = os.path.splitext(src)[0]
-        result |= {stem + ext for ext in (".cuh", ".h")}
-    shared_dirs = {os.path.dirname(s) for s in shared} | {"cuda", "cuda/kernels", "cuda/platform"}
-    for d in {os.path.dirname(s) for s in cuda_only} - shared_dirs:
-        result |= {f for f in _files(d, CPP_EXTS) if os.path.dirname(f).startswith(d)}
+def _cuda_only_files(cuda_only: dict[str, str]) -> set[str]:
+    """The listed CUDA-only sources, their headers (same stem) and every file of a listed
+    CUDA-only folder (e.g. cuda/flashinfer/)."""
+    result = set()
+    for path in cuda_only:
+        if os.path.isdir(os.path.join(REPO, path)):
+            result |= set(_files(path, CPP_EXTS))
+        else:
+            stem = os.path.splitext(path)[0]
+            result |= {path} | {stem + ext for ext in (".cuh", ".h")}
     return result
 
 
@@ -141,17 +142,18 @@ def test_every_gpu_source_is_listed_once_and_cuda_only_ones_say_why():
     both = sorted(set(shared) & set(cuda_only))
     assert not both, f"listed as shared and as CUDA-only in {SOURCES_CMAKE}: {both}"
     for src in shared + list(cuda_only):
-        assert os.path.exists(os.path.join(REPO, src)), f"{SOURCES_CMAKE} lists a missing file {src}"
+        assert os.path.exists(os.path.join(REPO, src)), f"{SOURCES_CMAKE} lists a missing path {src}"
     no_reason = sorted(src for src, why in cuda_only.items() if not why)
-    assert not no_reason, f"CUDA-only sources need a '# reason' comment on their line: {no_reason}"
-    unlisted = sorted(f for f in _files("cuda", (".cu",)) if f not in shared and f not in cuda_only)
+    assert not no_reason, f"CUDA-only sources and folders need a '# reason' comment on their line: {no_reason}"
+    cuda_only_files = _cuda_only_files(cuda_only)
+    unlisted = sorted(f for f in _files("cuda", (".cu",)) if f not in shared and f not in cuda_only_files)
     assert not unlisted, (f"GPU sources not listed in {SOURCES_CMAKE} (the HIP build reads the lists "
                           f"there): {unlisted}")
 
 
 def test_shared_gpu_sources_use_only_compat_names():
     shared, cuda_only = _source_lists()
-    exempt = _cuda_only_files(cuda_only, shared) | {CUDA_COMPAT}
+    exempt = _cuda_only_files(cuda_only) | {CUDA_COMPAT}
     problems = []
     for rel in _files("cuda", CPP_EXTS):
         if rel in exempt:
@@ -167,10 +169,12 @@ def test_shared_gpu_sources_use_only_compat_names():
 
 
 def test_only_the_compat_headers_test_the_platform():
+    _, cuda_only = _source_lists()
+    exempt = _cuda_only_files(cuda_only) | {CUDA_COMPAT, HIP_COMPAT}  # CUDA-only files never meet hipcc
     problems = []
     for top in ("cpp", "cuda", "hip", "tests/cpp", "benchmarks"):
         for rel in _files(top, CPP_EXTS):
-            if rel in (CUDA_COMPAT, HIP_COMPAT):
+            if rel in exempt:
                 continue
             code = _strip_comments(_read(rel))
             for m in re.finditer(PLATFORM_TESTS, code):
