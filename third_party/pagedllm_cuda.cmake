@@ -31,6 +31,10 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 
+# Lets the build report that a CUDA backend was expected (build_info(): a CUDA build skipped for a
+# missing dependency is then caught by the test suite).
+add_compile_definitions(PAGEDLLM_CUDA_COMPILER_FOUND=1)
+
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   set(CMAKE_CUDA_ARCHITECTURES "${PAGEDLLM_CUDA_ARCHS}")
 endif()

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "pagedllm/build_info.h"
 #include "pagedllm/pagedllm.h"
 
 namespace py = pybind11;
@@ -52,7 +53,17 @@ void bind_engine(py::module_& m) {
       .def_readwrite("enable_prefix_caching", &EngineConfig::enable_prefix_caching)
       .def_readwrite("num_threads", &EngineConfig::num_threads)
       .def_readwrite("seed", &EngineConfig::seed)
-      .def_readwrite("log_stats", &EngineConfig::log_stats);
+      .def_readwrite("log_stats", &EngineConfig::log_stats)
+      .def_readwrite("gpu_memory_utilization", &EngineConfig::gpu_memory_utilization)
+      .def_readwrite("enforce_eager", &EngineConfig::enforce_eager)
+      .def_readwrite("attention_backend", &EngineConfig::attention_backend)
+      .def_readwrite("cuda_graph_sizes", &EngineConfig::cuda_graph_sizes);
+
+  py::class_<BuildInfo>(m, "BuildInfo")
+      .def_readonly("backends", &BuildInfo::backends)
+      .def_readonly("cuda_compiler_found", &BuildInfo::cuda_compiler_found);
+  m.def("build_info", &build_info);
+  m.def("built_backends", [] { return build_info().backends; });
 
   py::class_<SamplingParams>(m, "SamplingParams")
       .def(py::init<>())

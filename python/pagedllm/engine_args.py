@@ -10,7 +10,8 @@ from typing import Any
 
 _DTYPES = {"auto": "auto", "float32": "float32", "float": "float32", "fp32": "float32",
            "bfloat16": "bfloat16", "bf16": "bfloat16"}
-_UNSUPPORTED_DTYPES = ("float16", "half", "fp16")
+_FLOAT16_DTYPES = ("float16", "half", "fp16")
+_ATTENTION_BACKENDS = ("auto", "flashinfer", "native")
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
                "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
@@ -36,9 +37,16 @@ class EngineArgs:
     num_threads: int | None = None
     seed: int | None = 0
     log_stats: bool = True
+    device: str = "cpu"
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
+    attention_backend: str = "auto"
+    cuda_graph_sizes: list[int] | None = None
 
     def __post_init__(self) -> None:
-        self.dtype = normalize_dtype(self.dtype)
+        self.device = normalize_device(self.device)
+        self.dtype = normalize_dtype(self.dtype, self.device)
+        self._check_gpu_options()
         for name in ("max_num_seqs", "block_size"):
             _check_positive(name, getattr(self, name), optional=False)
         for name in ("max_model_len", "max_num_batched_tokens", "num_kv_blocks",
@@ -49,6 +57,24 @@ class EngineArgs:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
 
+    def _check_gpu_options(self) -> None:
+        util = self.gpu_memory_utilization
+        if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= 1:
+            raise ValueError(f"gpu_memory_utilization must be a number in (0, 1], got {util!r}")
+        self.gpu_memory_utilization = float(util)
+        if not isinstance(self.enforce_eager, bool):
+            raise ValueError(f"enforce_eager must be a bool, got {self.enforce_eager!r}")
+        if self.attention_backend not in _ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention_backend {self.attention_backend!r}: use "
+                             + ", ".join(repr(b) for b in _ATTENTION_BACKENDS))
+        if self.cuda_graph_sizes is not None:
+            sizes = list(self.cuda_graph_sizes)
+            for size in sizes:
+                if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.max_num_seqs:
+                    raise ValueError(f"cuda_graph_sizes entries must be ints in [1, max_num_seqs = "
+                                     f"{self.max_num_seqs}], got {size!r}")
+            self.cuda_graph_sizes = sizes
+
     def to_core_config(self, model_dir: str) -> Any:
         """The ``pagedllm._core.EngineConfig`` for the resolved ``model_dir``."""
         from pagedllm import _core
@@ -56,7 +82,7 @@ class EngineArgs:
         config = _core.EngineConfig()
         config.model = model_dir
         config.dtype = self.dtype
-        config.device = "cpu"
+        config.device = self.device
         config.max_model_len = self.max_model_len or 0
         config.max_num_seqs = self.max_num_seqs
         config.max_num_batched_tokens = self.max_num_batched_tokens or 0
@@ -68,6 +94,10 @@ class EngineArgs:
         config.num_threads = self.num_threads or 0
         config.seed = self.seed % 2**64
         config.log_stats = self.log_stats
+        config.gpu_memory_utilization = self.gpu_memory_utilization
+        config.enforce_eager = self.enforce_eager
+        config.attention_backend = self.attention_backend
+        config.cuda_graph_sizes = list(self.cuda_graph_sizes or [])
         return config
 
     @staticmethod
@@ -106,6 +136,18 @@ class EngineArgs:
                            help="seed of requests without one (default: %(default)s)")
         group.add_argument("--disable-log-stats", action="store_true",
                            help="do not print the KV-cache size at start-up")
+        gpu = parser.add_argument_group("device")
+        gpu.add_argument("--device", default="cpu",
+                         help="cpu, cuda (= cuda:0) or cuda:N (default: %(default)s)")
+        gpu.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                         help="GPU: fraction of the GPU's memory to use (default: %(default)s)")
+        gpu.add_argument("--enforce-eager", action="store_true",
+                         help="GPU: run every step eagerly, without CUDA graphs")
+        gpu.add_argument("--attention-backend", default="auto", choices=_ATTENTION_BACKENDS,
+                         help="GPU: attention kernels (default: %(default)s)")
+        gpu.add_argument("--cuda-graph-sizes", type=int, nargs="+", metavar="N",
+                         help="GPU: decode batch sizes captured as CUDA graphs "
+                              "(default: 1 2 4 8, then every 8 up to --max-num-seqs)")
 
     @classmethod
     def from_cli_args(cls, args: argparse.Namespace) -> EngineArgs:
@@ -114,16 +156,32 @@ class EngineArgs:
         return cls(**values, log_stats=not getattr(args, "disable_log_stats", False))
 
 
-def normalize_dtype(dtype: Any) -> str:
-    """The canonical name of a dtype ("auto", "float32" or "bfloat16"); ValueError else."""
+def normalize_dtype(dtype: Any, device: str = "cpu") -> str:
+    """The canonical name of a dtype ("auto", "float32", "bfloat16", and "float16" on a GPU);
+    ValueError else."""
     name = str(dtype).lower().removeprefix("torch.")
     if name in _DTYPES:
         return _DTYPES[name]
-    if name in _UNSUPPORTED_DTYPES:
+    if name in _FLOAT16_DTYPES:
+        if device != "cpu":
+            return "float16"
         raise ValueError(
             f"dtype {dtype!r} is not supported on the CPU backend: use 'bfloat16' or 'float32' "
             "(with dtype='auto' a float16 checkpoint runs in bfloat16)")
     raise ValueError(f"unknown dtype {dtype!r}: use 'auto', 'float32' or 'bfloat16'")
+
+
+def normalize_device(device: Any) -> str:
+    """The canonical device name: "cpu" (also for "auto"), "cuda" (device 0) or "cuda:N";
+    ValueError when malformed. Whether the device exists is checked when the engine starts."""
+    name = str(device).strip().lower()
+    if name in ("cpu", "auto"):
+        return "cpu"
+    if name == "cuda":
+        return "cuda"
+    if re.fullmatch(r"cuda:\d{1,6}", name):
+        return f"cuda:{int(name[5:])}"
+    raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
 
 
 def parse_size(text: str) -> int:

@@ -22,7 +22,9 @@ class LLM:
     """A model loaded for offline generation: ``LLM("demo").generate("Hello")``.
 
     ``model`` is a local directory, a Hugging Face id (cached copies work offline) or
-    ``"demo"``. Other vLLM options are accepted where harmless (with a warning) and rejected
+    ``"demo"``. ``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``gpu_memory_utilization``,
+    ``enforce_eager``, ``attention_backend`` and ``cuda_graph_sizes`` tune the GPU backend.
+    Other vLLM options are accepted where harmless (with a warning) and rejected
     where they would change results (e.g. ``tensor_parallel_size=2``).
     """
 
@@ -34,7 +36,10 @@ class LLM:
                  num_kv_blocks: int | None = None, kv_cache_memory_bytes: int | None = None,
                  num_threads: int | None = None, revision: str | None = None,
                  tokenizer_revision: str | None = None, download_dir: str | None = None,
-                 log_stats: bool = True, **kwargs: Any) -> None:
+                 log_stats: bool = True, device: str = "cpu",
+                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                 attention_backend: str = "auto", cuda_graph_sizes: Sequence[int] | None = None,
+                 **kwargs: Any) -> None:
         check_vllm_kwargs(kwargs)
         self.llm_engine = LLMEngine(
             model, tokenizer, dtype=dtype, max_model_len=max_model_len,
@@ -43,7 +48,10 @@ class LLM:
             enable_prefix_caching=enable_prefix_caching, seed=seed,
             num_kv_blocks=num_kv_blocks, kv_cache_memory_bytes=kv_cache_memory_bytes,
             num_threads=num_threads, revision=revision, tokenizer_revision=tokenizer_revision,
-            download_dir=download_dir, log_stats=log_stats)
+            download_dir=download_dir, log_stats=log_stats, device=device,
+            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+            attention_backend=attention_backend,
+            cuda_graph_sizes=None if cuda_graph_sizes is None else list(cuda_graph_sizes))
         self._request_counter = itertools.count()
         self._default_params: SamplingParams | None = None
 

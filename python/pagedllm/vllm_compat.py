@@ -10,10 +10,8 @@ import warnings
 from typing import Any
 
 _IGNORED = {
-    "gpu_memory_utilization": "the CPU engine sizes its KV cache with kv_cache_memory_bytes",
     "swap_space": "preempted requests are recomputed, not swapped",
-    "enforce_eager": "there is no graph capture on the CPU",
-    "max_seq_len_to_capture": "there is no graph capture on the CPU",
+    "max_seq_len_to_capture": "graphs are captured for decode steps only (cuda_graph_sizes)",
     "compilation_config": "there is no compilation step",
     "disable_custom_all_reduce": "there is a single device",
     "disable_async_output_proc": "output processing is synchronous",
@@ -35,7 +33,6 @@ _ONLY = {
     "skip_tokenizer_init": (False,),
     "speculative_config": (None,),
     "hf_overrides": (None,),
-    "device": ("auto", "cpu"),
     "load_format": ("auto", "safetensors"),
     "task": ("auto", "generate"),
     "runner": ("auto", "generate"),

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -90,8 +91,29 @@ class Backend {
   virtual void sample(const SampleParams& p) { PAGEDLLM_CHECK(false, "backend " << name() << " has no device sampling"); }
 };
 
-// Creates the backend for a device string ("cpu"). Returns nullptr with *error set when the
-// device is unknown or unavailable.
+// Thrown when device memory that must be had cannot be allocated (allocate_buffer, weight
+// upload); the engine returns it as StatusCode::kResourceExhausted with this message.
+class OutOfMemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// "not enough GPU memory: need X, free Y ..." for an allocation of nbytes on `backend`.
+std::string out_of_memory_message(Backend& backend, size_t nbytes);
+
+// Options of create_backend beyond the device string.
+struct BackendOptions {
+  int num_threads = 0;                     // CPU compute threads; 0 = all cores
+  std::string attention_backend = "auto";  // GPU attention kernels: "auto", "flashinfer", "native"
+};
+
+// Names of the backends compiled into this build: "cpu", then "cuda" with the CUDA backend.
+std::vector<std::string> built_backends();
+
+// Creates the backend for a device string: "cpu", "cuda" (= "cuda:0") or "cuda:N". Returns
+// nullptr with *error set when the string is malformed or names an unknown device, this build
+// has no backend for it, or the device is unavailable (no GPU, index out of range, ...).
+std::unique_ptr<Backend> create_backend(const std::string& device, const BackendOptions& options,
+                                        std::string* error);
 std::unique_ptr<Backend> create_backend(const std::string& device, int num_threads, std::string* error);
 
 }  // namespace pagedllm

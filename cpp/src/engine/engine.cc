@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "backend/backend.h"
+#include "engine/config_validation.h"
 #include "engine/request_validation.h"
 #include "kv/kv_cache_manager.h"
 #include "model/llama.h"
@@ -28,11 +29,11 @@ uint64_t mix_seed(uint64_t seed, uint64_t idx) {
   return z ^ (z >> 31);
 }
 
-Result<DType> choose_dtype(const std::string& requested, const std::string& checkpoint) {
+Result<DType> choose_dtype(const std::string& requested, const std::string& checkpoint, bool on_cpu) {
   std::string name = requested == "auto" ? checkpoint : requested;
   if (name == "float32" || name == "float") return DType::kFloat32;
   if (name == "bfloat16") return DType::kBFloat16;
-  if (name == "float16" || name == "half") return DType::kBFloat16;  // no fp16 compute on CPU
+  if (name == "float16" || name == "half") return on_cpu ? DType::kBFloat16 : DType::kFloat16;  // no fp16 on CPU
   return Status(StatusCode::kUnsupported,
                 "unsupported dtype '" + name + "' (supported: auto, float32, bfloat16, float16)");
 }
@@ -79,10 +80,12 @@ Status EngineImpl::init(const EngineConfig& config) {
       config.max_num_batched_tokens < 0 || config.num_threads < 0) {
     return Status(StatusCode::kInvalidArgument, "engine sizes must not be negative");
   }
+  Status device_options = validate_device_options(config);
+  if (!device_options.ok()) return device_options;
   Result<ModelConfig> mc = load_model_config(config.model);
   if (!mc.ok()) return mc.status();
   model_config_ = mc.value();
-  Result<DType> dtype = choose_dtype(config.dtype, model_config_.torch_dtype);
+  Result<DType> dtype = choose_dtype(config.dtype, model_config_.torch_dtype, config.device == "cpu");
   if (!dtype.ok()) return dtype.status();
 
   int64_t max_model_len = model_config_.max_position_embeddings;
@@ -106,7 +109,10 @@ Status EngineImpl::init(const EngineConfig& config) {
   const int64_t max_seqs = std::min(config.max_num_seqs, max_tokens);
 
   std::string error;
-  backend_ = create_backend(config.device, static_cast<int>(config.num_threads), &error);
+  BackendOptions backend_options;
+  backend_options.num_threads = static_cast<int>(config.num_threads);
+  backend_options.attention_backend = config.attention_backend;
+  backend_ = create_backend(config.device, backend_options, &error);
   if (!backend_) return Status(StatusCode::kUnsupported, error);
   Result<std::unique_ptr<WeightSet>> weights = WeightSet::open_dir(config.model);
   if (!weights.ok()) return weights.status();
@@ -328,6 +334,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
   try {
     Status status = impl->init(config);
     if (!status.ok()) return status;
+  } catch (const OutOfMemoryError& e) {
+    return Status(StatusCode::kResourceExhausted, e.what());
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while creating the engine");
   } catch (const std::exception& e) {
@@ -361,6 +369,8 @@ Status Engine::add_parallel_requests(const std::vector<std::string>& request_ids
 Result<std::vector<RequestOutput>> Engine::step() {
   try {
     return impl_->step();
+  } catch (const OutOfMemoryError& e) {
+    return Status(StatusCode::kResourceExhausted, e.what());
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory during step()");
   } catch (const std::exception& e) {
