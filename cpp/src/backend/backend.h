@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -20,6 +21,19 @@
 namespace pagedllm {
 
 class Backend;
+
+// Memory of a backend's device, in bytes. total and free describe the whole device (all
+// processes); allocated and peak count this backend's live allocations and their high-water
+// mark since the last reset_peak_memory(). 0 means unknown.
+struct DeviceMemoryInfo {
+  int64_t total_bytes = 0;
+  int64_t free_bytes = 0;
+  int64_t allocated_bytes = 0;
+  int64_t peak_allocated_bytes = 0;
+};
+
+// Host memory (physical total, MemAvailable as free; allocated and peak unknown).
+DeviceMemoryInfo host_memory_info();
 
 // An owning device allocation; freed through the backend that made it.
 class Buffer {
@@ -60,6 +74,21 @@ class Backend {
   virtual void copy_to_host(void* dst_host, const void* src, size_t nbytes) = 0;
   virtual void synchronize() = 0;
 
+  // True when the device has its own memory that the engine sizes the KV cache from by
+  // profiling (engine/kv_cache_sizing.h) instead of default_kv_cache_bytes().
+  virtual bool profiles_memory() const { return false; }
+  virtual DeviceMemoryInfo memory_info() { return host_memory_info(); }
+  virtual void reset_peak_memory() {}
+
+  // Host memory for copy_to_device_async (page-locked on a GPU); nullptr if out of memory.
+  virtual void* allocate_host(size_t nbytes) { return std::aligned_alloc(64, (nbytes + 63) / 64 * 64); }
+  virtual void deallocate_host(void* data) { std::free(data); }
+  // Enqueues a copy from src_host (from allocate_host) without waiting for it: src_host must
+  // stay unchanged until the next copy_to_host or synchronize, which order after the copy.
+  virtual void copy_to_device_async(void* dst, const void* src_host, size_t nbytes) {
+    copy_to_device(dst, src_host, nbytes);
+  }
+
   // Makes a weight usable by ops: src lives in host memory (often an mmapped file) with dtype
   // src.dtype; the result has dtype `dtype`. A backend may return a view of src without a copy
   // when no conversion or upload is needed (the CPU with matching dtype); then src must outlive
@@ -89,6 +118,19 @@ class Backend {
   // the engine keeps logits there; the default (the CPU) samples on the host with Sampler.
   virtual bool supports_device_sampling() const { return false; }
   virtual void sample(const SampleParams& p) { PAGEDLLM_CHECK(false, "backend " << name() << " has no device sampling"); }
+
+  // Graphs (CUDA/HIP graphs): the ops enqueued between begin_capture() and end_capture() are
+  // recorded instead of run; replay_graph(id) runs them again with the same device pointers
+  // and the same host-side arguments, so captured ops must read every per-step value from
+  // device memory. No synchronize, copy_to_host or allocation between begin and end. A backend
+  // without graphs returns false from supports_graphs() and CHECK-fails on the others.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture() { PAGEDLLM_CHECK(false, "backend " << name() << " has no graphs"); }
+  virtual int64_t end_capture() {  // returns the graph id, >= 0
+    PAGEDLLM_CHECK(false, "backend " << name() << " has no graphs");
+    return -1;
+  }
+  virtual void replay_graph(int64_t graph_id) { PAGEDLLM_CHECK(false, "backend " << name() << " has no graphs"); }
 };
 
 // Thrown when device memory that must be had cannot be allocated (allocate_buffer, weight

@@ -10,10 +10,13 @@
 
 #include "backend/backend.h"
 #include "engine/config_validation.h"
+#include "engine/kv_cache_sizing.h"
 #include "engine/request_validation.h"
+#include "engine/startup_log.h"
 #include "kv/kv_cache_manager.h"
 #include "model/llama.h"
 #include "model/model_config.h"
+#include "runner/graph_sizes.h"
 #include "runner/model_runner.h"
 #include "sample/sampler.h"
 #include "sched/scheduler.h"
@@ -108,6 +111,8 @@ Status EngineImpl::init(const EngineConfig& config) {
   }
   const int64_t max_seqs = std::min(config.max_num_seqs, max_tokens);
 
+  StartupPhases phases;
+  phases.begin("load weights");
   std::string error;
   BackendOptions backend_options;
   backend_options.num_threads = static_cast<int>(config.num_threads);
@@ -121,22 +126,37 @@ Status EngineImpl::init(const EngineConfig& config) {
       LlamaModel::load(model_config_, *weights_, backend_.get(), dtype.value(), max_tokens, max_model_len);
   if (!model.ok()) return model.status();
   model_ = std::move(model.value());
+  RunnerConfig rc;
+  rc.block_size = config.block_size;
+  rc.max_num_batched_tokens = max_tokens;
+  rc.max_num_seqs = max_seqs;
+  rc.max_model_len = max_model_len;
+  runner_ = std::make_unique<ModelRunner>(rc, backend_.get(), model_.get());
 
-  const int64_t block_bytes = model_->kv_cache_bytes_per_block(config.block_size);
-  int64_t num_blocks = config.num_kv_blocks;
-  if (num_blocks == 0) {
-    int64_t budget = config.kv_cache_memory_bytes;
-    if (budget == 0) {
-      const int64_t cdiv_len = (max_model_len + config.block_size - 1) / config.block_size;
-      const int64_t useful = max_seqs * cdiv_len * block_bytes;  // more could never be used
-      budget = std::min<int64_t>(static_cast<int64_t>(backend_->default_kv_cache_bytes()), useful);
-    }
-    num_blocks = budget / block_bytes;
+  const bool graphs = !config.enforce_eager && backend_->supports_graphs();
+  const std::vector<int64_t> graph_sizes = graphs ? graph_capture_sizes(config.cuda_graph_sizes, max_seqs)
+                                                  : std::vector<int64_t>();
+  KvCacheSizingInputs sizing_in;
+  sizing_in.num_kv_blocks = config.num_kv_blocks;
+  sizing_in.kv_cache_memory_bytes = config.kv_cache_memory_bytes;
+  sizing_in.block_size = config.block_size;
+  sizing_in.block_bytes = model_->kv_cache_bytes_per_block(config.block_size);
+  sizing_in.max_model_len = max_model_len;
+  sizing_in.max_num_seqs = max_seqs;
+  sizing_in.default_kv_cache_bytes = static_cast<int64_t>(backend_->default_kv_cache_bytes());
+  sizing_in.gpu_memory_utilization = config.gpu_memory_utilization;
+  sizing_in.reserve_bytes = graph_reserve_bytes(graph_sizes.size());
+  ProfiledMemory profiled;
+  const bool profile = kv_cache_needs_profile(sizing_in, backend_->profiles_memory());
+  if (profile) {
+    phases.begin("profile");
+    profiled = profile_memory(backend_.get(), [&] { runner_->profile_run(); });
   }
-  if (num_blocks < 1) {
-    return Status(StatusCode::kResourceExhausted, "the KV cache budget holds no block of " +
-                                                      std::to_string(block_bytes) + " bytes");
-  }
+  Result<KvCacheSizing> sizing = size_kv_cache(sizing_in, profile ? &profiled : nullptr);
+  if (!sizing.ok()) return sizing.status();
+  const int64_t num_blocks = sizing.value().num_blocks;
+  phases.begin("KV cache");
+  runner_->allocate_kv_cache(num_blocks);
   kv_ = std::make_unique<KVCacheManager>(num_blocks, config.block_size, config.enable_prefix_caching);
 
   SchedulerConfig sc;
@@ -147,14 +167,12 @@ Status EngineImpl::init(const EngineConfig& config) {
   sc.eos_token_ids = model_config_.eos_token_ids;
   scheduler_ = std::make_unique<Scheduler>(sc, kv_.get());
 
-  RunnerConfig rc;
-  rc.num_kv_blocks = num_blocks;
-  rc.block_size = config.block_size;
-  rc.max_num_batched_tokens = max_tokens;
-  rc.max_num_seqs = max_seqs;
-  rc.max_model_len = max_model_len;
-  runner_ = std::make_unique<ModelRunner>(rc, backend_.get(), model_.get());
   sampler_ = std::make_unique<Sampler>(model_config_.vocab_size);
+  if (graphs) {
+    phases.begin("graph capture");
+    runner_->capture_graphs(graph_sizes);
+  }
+  phases.end();
 
   info_.architecture = model_config_.architecture;
   info_.dtype = dtype_name(model_->dtype());
@@ -168,13 +186,7 @@ Status EngineImpl::init(const EngineConfig& config) {
   info_.max_num_seqs = max_seqs;
   counters_.num_kv_blocks_total = num_blocks;
   if (config.log_stats) {
-    std::fprintf(stderr,
-                 "pagedllm: %s (%s) on %s: KV cache %lld blocks x %lld tokens (%.1f MiB), "
-                 "max concurrent tokens %lld, max_model_len %lld\n",
-                 info_.architecture.c_str(), info_.dtype.c_str(), backend_->name().c_str(),
-                 static_cast<long long>(num_blocks), static_cast<long long>(config.block_size),
-                 info_.kv_cache_bytes / (1024.0 * 1024.0), static_cast<long long>(num_blocks * config.block_size),
-                 static_cast<long long>(max_model_len));
+    print_startup(info_, backend_->name(), sizing.value(), config.gpu_memory_utilization, graph_sizes, phases);
   }
   return Status();
 }
