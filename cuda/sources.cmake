@@ -19,6 +19,7 @@ set(PAGEDLLM_GPU_SOURCES
   kernels/paged_attention_decode.cu
   kernels/paged_attention_prefill.cu
   attention_dispatch.cu
+  gpu_graphs.cu
 )
 set(PAGEDLLM_CUDA_ONLY_SOURCES
   cublas_library.cu   # dlopen of cuBLAS (hip/ loads rocBLAS)

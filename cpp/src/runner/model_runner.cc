@@ -149,10 +149,14 @@ void ModelRunner::capture_graphs(const std::vector<int64_t>& sizes) {
     try {
       run_decode(padded);
     } catch (...) {
-      backend_->end_capture();
+      try {
+        backend_->end_capture();
+      } catch (...) {
+      }
       throw;
     }
     ids[i] = backend_->end_capture();
+    backend_->replay_graph(ids[i]);  // the first launch uploads the graph: do it at start-up
   }
   backend_->synchronize();
   graph_sizes_ = sizes;
