@@ -4,6 +4,8 @@
 #   PAGEDLLM_CUDA_ONLY_SOURCES: built for CUDA only; each entry says why, and the HIP build has a
 #     twin with the same interface in hip/ or falls back to a shared source for it.
 set(PAGEDLLM_GPU_SOURCES
+  gpu_backend.cu
+  gpu_backend_ops.cu
   kernels/broadcast_bias.cu
   kernels/silu_and_mul.cu
   kernels/sampling.cu

@@ -83,6 +83,17 @@ inline bool gpu_stream_is_capturing(gpuStream_t s) {
   return status != cudaStreamCaptureStatusNone;
 }
 
+// True when p is page-locked host memory (gpuMallocHost or registered): copies from it are
+// truly asynchronous, while copies from pageable memory have consumed it when they return.
+inline bool gpu_is_page_locked(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeHost;
+}
+
 // 16-bit float conversions, round to nearest even from float.
 __host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) { return __bfloat162float(v); }
 __host__ __device__ inline gpu_bfloat16 gpu_float_to_bfloat16(float v) { return __float2bfloat16_rn(v); }
