@@ -130,7 +130,8 @@ void bind_engine(py::module_& m) {
       .def_readonly("num_kv_slots_allocated", &EngineStats::num_kv_slots_allocated)
       .def_readonly("num_kv_slots_filled", &EngineStats::num_kv_slots_filled)
       .def_readonly("kv_internal_waste", &EngineStats::kv_internal_waste)
-      .def_readonly("num_kv_blocks_saved_by_sharing", &EngineStats::num_kv_blocks_saved_by_sharing);
+      .def_readonly("num_kv_blocks_saved_by_sharing", &EngineStats::num_kv_blocks_saved_by_sharing)
+      .def_readonly("num_graph_steps", &EngineStats::num_graph_steps);
 
   py::class_<ModelInfo>(m, "ModelInfo")
       .def_readonly("architecture", &ModelInfo::architecture)

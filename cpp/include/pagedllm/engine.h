@@ -57,6 +57,7 @@ struct EngineStats {
   int64_t num_kv_slots_filled = 0;       // of those, slots holding a token's KV
   double kv_internal_waste = 0.0;        // (allocated - filled) / allocated; 0 when none held
   int64_t num_kv_blocks_saved_by_sharing = 0;  // blocks needed without sharing minus held
+  int64_t num_graph_steps = 0;           // since start: steps run by replaying a captured graph
 };
 
 class EngineImpl;

@@ -413,6 +413,7 @@ EngineStats Engine::stats() const {
   s.num_kv_slots_filled = usage.num_slots_filled;
   s.kv_internal_waste = usage.internal_waste();
   s.num_kv_blocks_saved_by_sharing = usage.num_blocks_saved();
+  s.num_graph_steps = impl_->runner_->num_graph_steps();
   return s;
 }
 
