@@ -133,21 +133,30 @@ inline bool gpu_is_page_locked(const void* p) {
 #endif
 }
 
-// 16-bit float conversions, round to nearest even from float.
-__host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) {
+// 16-bit float conversions, round to nearest even from float. ROCm < 5.7's hip_bfloat16 is a
+// plain struct for host compilers, so that path works on the bits.
 #if PAGEDLLM_HIP_HAS_BF16_HEADER
-  return __bfloat162float(v);
+__host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) { return __bfloat162float(v); }
+__host__ __device__ inline gpu_bfloat16 gpu_float_to_bfloat16(float v) { return __float2bfloat16(v); }
 #else
-  return static_cast<float>(v);
-#endif
+__host__ __device__ inline float gpu_bfloat16_to_float(gpu_bfloat16 v) {
+  const uint32_t bits = static_cast<uint32_t>(v.data) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof(f));
+  return f;
 }
 __host__ __device__ inline gpu_bfloat16 gpu_float_to_bfloat16(float v) {
-#if PAGEDLLM_HIP_HAS_BF16_HEADER
-  return __float2bfloat16(v);
-#else
-  return gpu_bfloat16(v);
-#endif
+  uint32_t bits;
+  __builtin_memcpy(&bits, &v, sizeof(bits));
+  gpu_bfloat16 r;
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    r.data = static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN stays a quiet NaN
+  } else {
+    r.data = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  }
+  return r;
 }
+#endif
 __host__ __device__ inline float gpu_half_to_float(gpu_half v) { return __half2float(v); }
 __host__ __device__ inline gpu_half gpu_float_to_half(float v) { return __float2half_rn(v); }
 
