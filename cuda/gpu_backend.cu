@@ -3,6 +3,7 @@
 #include "gpu_backend.cuh"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "backend/gpu_backend_factory.h"
@@ -12,6 +13,12 @@ namespace pagedllm {
 namespace {
 
 bool is_float(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16; }
+
+std::string gib(size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return text;
+}
 
 }  // namespace
 
@@ -81,6 +88,18 @@ DType GpuBackend::activation_dtype(DType weight_dtype) const {
   return DType::kFloat32;
 }
 
+DeviceMemoryInfo GpuBackend::memory_info() {
+  use_device();
+  size_t free_bytes = 0, total_bytes = 0;
+  PAGEDLLM_GPU_CHECK(gpuMemGetInfo(&free_bytes, &total_bytes));
+  DeviceMemoryInfo info;
+  info.total_bytes = static_cast<int64_t>(total_bytes);
+  info.free_bytes = static_cast<int64_t>(free_bytes);
+  info.allocated_bytes = stats_.allocated_bytes();
+  info.peak_allocated_bytes = stats_.peak_bytes();
+  return info;
+}
+
 size_t GpuBackend::default_kv_cache_bytes() const {
   use_device();
   size_t free_bytes = 0, total_bytes = 0;
@@ -99,6 +118,7 @@ void* GpuBackend::allocate(size_t nbytes) {
     return nullptr;
   }
   PAGEDLLM_GPU_CHECK(gpuMemsetAsync(data, 0, nbytes, stream_));
+  stats_.on_allocate(data, nbytes);
   return data;
 }
 
@@ -106,6 +126,7 @@ void* GpuBackend::allocate(size_t nbytes) {
 // broken, and the next op or synchronize reports that).
 void GpuBackend::deallocate(void* data) {
   if (data == nullptr) return;
+  stats_.on_deallocate(data);
   if (gpuSetDevice(device_) != gpuSuccess || gpuFree(data) != gpuSuccess) gpuGetLastError();
 }
 
@@ -116,8 +137,13 @@ Buffer GpuBackend::allocate_weight(size_t nbytes) {
   if (err != gpuSuccess) {
     gpuGetLastError();
     PAGEDLLM_CHECK(err == gpuErrorMemoryAllocation, "gpuMalloc(" << nbytes << ") failed: " << gpuGetErrorString(err));
-    throw OutOfMemoryError(out_of_memory_message(*this, nbytes) + " while loading the weights");
+    size_t free_bytes = 0, total_bytes = 0;
+    if (gpuMemGetInfo(&free_bytes, &total_bytes) != gpuSuccess) gpuGetLastError();
+    throw OutOfMemoryError("not enough GPU memory: need " + gib(nbytes) + ", free " + gib(free_bytes) + " of " +
+                           gib(total_bytes) + " on " + name() + " (loading the weights; pagedllm holds " +
+                           gib(static_cast<size_t>(stats_.allocated_bytes())) + ")");
   }
+  stats_.on_allocate(data, nbytes);
   return Buffer(this, data, nbytes);
 }
 
@@ -162,6 +188,12 @@ void GpuBackend::copy_staged(void* dst, const void* src_host, size_t nbytes) {
   }
 }
 
+void GpuBackend::copy_to_device_async(void* dst, const void* src_host, size_t nbytes) {
+  if (nbytes == 0) return;
+  use_device();
+  PAGEDLLM_GPU_CHECK(gpuMemcpyAsync(dst, src_host, nbytes, gpuMemcpyHostToDevice, stream_));
+}
+
 void GpuBackend::copy_to_host(void* dst_host, const void* src, size_t nbytes) {
   use_device();
   if (nbytes > 0) PAGEDLLM_GPU_CHECK(gpuMemcpyAsync(dst_host, src, nbytes, gpuMemcpyDeviceToHost, stream_));
@@ -171,6 +203,20 @@ void GpuBackend::copy_to_host(void* dst_host, const void* src, size_t nbytes) {
 void GpuBackend::synchronize() {
   use_device();
   PAGEDLLM_GPU_CHECK(gpuStreamSynchronize(stream_));
+}
+
+void* GpuBackend::allocate_host(size_t nbytes) {
+  use_device();
+  void* data = nullptr;
+  if (gpuMallocHost(&data, std::max<size_t>(nbytes, 1)) != gpuSuccess) {
+    gpuGetLastError();
+    return nullptr;
+  }
+  return data;
+}
+
+void GpuBackend::deallocate_host(void* data) {
+  if (data != nullptr && gpuFreeHost(data) != gpuSuccess) gpuGetLastError();
 }
 
 Tensor GpuBackend::upload_weight(const Tensor& src, DType dtype, Buffer* storage) {

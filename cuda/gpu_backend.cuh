@@ -6,7 +6,7 @@
 // Invariants: every op and copy is enqueued in order on one non-blocking stream owned by the
 // backend (never the legacy default stream); copy_to_host and synchronize wait for it. Every
 // public method first makes device_ current, so the engine may call from any one thread at a
-// time. Allocations are zero-filled. Ops never allocate,
+// time. Allocations are zero-filled and counted in stats_ (memory_info). Ops never allocate,
 // synchronize or read device memory on the host (graph capture). Not thread-safe.
 #pragma once
 
@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "attention_dispatch.cuh"
+#include "backend/allocation_stats.h"
 #include "backend/backend.h"
 #include "gemm.cuh"
 #include "gpu_compat.cuh"
+#include "gpu_graphs.cuh"
 
 namespace pagedllm {
 
@@ -49,6 +51,14 @@ class GpuBackend : public Backend {
   void copy_to_host(void* dst_host, const void* src, size_t nbytes) override;
   void synchronize() override;
 
+  bool profiles_memory() const override { return true; }
+  DeviceMemoryInfo memory_info() override;
+  void reset_peak_memory() override { stats_.reset_peak(); }
+  // Page-locked host memory (nullptr when none is left).
+  void* allocate_host(size_t nbytes) override;
+  void deallocate_host(void* data) override;
+  void copy_to_device_async(void* dst, const void* src_host, size_t nbytes) override;
+
   // Copies src to the device; converts there (launch_convert) when dtype differs from src.dtype.
   // float32/bfloat16/float16 -> float32/bfloat16/float16. Throws OutOfMemoryError.
   Tensor upload_weight(const Tensor& src, DType dtype, Buffer* storage) override;
@@ -69,6 +79,21 @@ class GpuBackend : public Backend {
   bool supports_device_sampling() const override { return true; }
   void sample(const SampleParams& p) override;
 
+  // Graphs on the backend's stream (gpu_graphs.cuh).
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override {
+    use_device();
+    graphs_.begin_capture(stream_);
+  }
+  int64_t end_capture() override {
+    use_device();
+    return graphs_.end_capture(stream_);
+  }
+  void replay_graph(int64_t graph_id) override {
+    use_device();
+    graphs_.replay(graph_id, stream_);
+  }
+
  private:
   GpuBackend(int device_index, const BackendOptions& options);
   // Makes device_ the calling thread's current device.
@@ -86,9 +111,11 @@ class GpuBackend : public Backend {
   gpuStream_t stream_ = nullptr;
   std::unique_ptr<GpuGemm> gemm_;
   std::unique_ptr<GpuAttention> attention_;  // options_.attention_backend
+  AllocationStats stats_;
   bool staging_tried_ = false;
   void* staging_[2] = {nullptr, nullptr};  // [kStagingChunkBytes] page-locked, made on first use
   gpuEvent_t staged_[2] = {nullptr, nullptr};  // the last copy out of staging_[i] finished
+  GpuGraphs graphs_;  // destroyed after the stream, with device_ current (~GpuBackend)
 };
 
 }  // namespace pagedllm

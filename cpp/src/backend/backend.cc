@@ -70,8 +70,14 @@ bool parse_index(const std::string& text, int* index) {
 }  // namespace
 
 std::string out_of_memory_message(Backend& backend, size_t nbytes) {
+  const DeviceMemoryInfo m = backend.memory_info();
   const std::string kind = backend.name() == "cpu" ? "host" : "GPU";
-  return "not enough " + kind + " memory: need " + gib(static_cast<int64_t>(nbytes)) + " on " + backend.name();
+  std::string message = "not enough " + kind + " memory: need " + gib(static_cast<int64_t>(nbytes));
+  if (m.total_bytes > 0) {
+    message += ", free " + gib(m.free_bytes) + " of " + gib(m.total_bytes) + " on " + backend.name();
+  }
+  if (m.allocated_bytes > 0) message += " (pagedllm holds " + gib(m.allocated_bytes) + ")";
+  return message;
 }
 
 std::vector<std::string> built_backends() {
