@@ -812,6 +812,13 @@ TEST(CpuBackend, upload_weight_conversions) {
   for (size_t i = 0; i < hv.size(); ++i) EXPECT_EQ(hb.ptr<uint16_t>()[i], ref_bf16(hv[i]));
 }
 
+// The CPU samples on the host (sample/sampler.h): no device sampling, and sample() refuses.
+OP_TEST(sample, cpu_samples_on_the_host) {
+  auto backend = make_backend(1);
+  EXPECT_FALSE(backend->supports_device_sampling());
+  EXPECT_CHECK_FAILS(backend->sample(pagedllm::SampleParams()));
+}
+
 // ---------------------------------------------------------------- coverage
 
 TEST(CpuKernels, every_backend_op_has_a_case) {
@@ -827,7 +834,7 @@ TEST(CpuKernels, every_backend_op_has_a_case) {
     size_t begin = v + std::string("virtual void ").size();
     declared.insert(line.substr(begin, line.find('(', begin) - begin));
   }
-  EXPECT_EQ(declared.size(), size_t{10});
+  EXPECT_EQ(declared.size(), size_t{11});
   for (const std::string& op : declared)
     if (!covered_ops().count(op)) PAGEDLLM_TEST_FAIL_(false, "backend op without a test: " + op);
 }

@@ -18,6 +18,7 @@
 #include "model/model_config.h"
 #include "runner/graph_sizes.h"
 #include "runner/model_runner.h"
+#include "sample/device_sampling.h"
 #include "sample/sampler.h"
 #include "sched/scheduler.h"
 #include "weights/safetensors.h"
@@ -63,6 +64,7 @@ class EngineImpl {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<DeviceSampler> device_sampler_;  // set when the backend samples on the device
   std::vector<RequestOutput> pending_aborts_;
   EngineStats counters_;
   int64_t next_arrival_ = 0;
@@ -132,6 +134,9 @@ Status EngineImpl::init(const EngineConfig& config) {
   rc.max_num_seqs = max_seqs;
   rc.max_model_len = max_model_len;
   runner_ = std::make_unique<ModelRunner>(rc, backend_.get(), model_.get());
+  if (backend_->supports_device_sampling()) {
+    device_sampler_ = std::make_unique<DeviceSampler>(backend_.get(), model_config_.vocab_size, max_seqs);
+  }
 
   const bool graphs = !config.enforce_eager && backend_->supports_graphs();
   const std::vector<int64_t> graph_sizes = graphs ? graph_capture_sizes(config.cuda_graph_sizes, max_seqs)
@@ -272,7 +277,14 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
     flat += s.num_tokens;
   }
 
-  const float* logits = runner_->execute(out, *kv_, rows);
+  std::vector<SamplingContext> device_rows;  // [rows.size()] when the device samples this step
+  const bool on_device =
+      device_sampler_ != nullptr && collect_device_rows(out, &info_.eos_token_ids, nullptr, &device_rows);
+  Tensor device_logits;
+  const float* logits = runner_->execute(out, *kv_, rows, on_device ? &device_logits : nullptr);
+  std::vector<int32_t> device_tokens;
+  std::vector<TokenLogprobs> device_logprobs;
+  if (on_device) device_sampler_->sample(device_logits, device_rows, &device_tokens, &device_logprobs);
   const int64_t V = info_.vocab_size;
 
   std::vector<RequestOutput> outputs;
@@ -295,7 +307,10 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
       }
       r.next_prompt_logprob_pos = plan.prompt_pos_begin + plan.num_prompt_rows;
     }
-    if (plan.sample_row >= 0) {
+    if (plan.sample_row >= 0 && on_device) {
+      sampled[i] = device_tokens[plan.sample_row];
+      if (r.params.logprobs >= 0) sampled_logprobs[i] = std::move(device_logprobs[plan.sample_row]);
+    } else if (plan.sample_row >= 0) {
       SamplingContext ctx;
       ctx.params = &r.params;
       ctx.prompt_token_ids = r.token_ids.data();
