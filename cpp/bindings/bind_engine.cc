@@ -83,6 +83,29 @@ void bind_engine(py::module_& m) {
       .def_readwrite("prompt_logprobs", &SamplingParams::prompt_logprobs)
       .def("validate", [](const SamplingParams& p) { throw_if_error(p.validate()); });
 
+  py::enum_<EarlyStopping>(m, "EarlyStopping")
+      .value("HEURISTIC", EarlyStopping::kHeuristic)
+      .value("TRUE", EarlyStopping::kTrue)
+      .value("NEVER", EarlyStopping::kNever);
+
+  py::class_<BeamSearchParams>(m, "BeamSearchParams")
+      .def(py::init<>())
+      .def_readwrite("beam_width", &BeamSearchParams::beam_width)
+      .def_readwrite("max_tokens", &BeamSearchParams::max_tokens)
+      .def_readwrite("ignore_eos", &BeamSearchParams::ignore_eos)
+      .def_readwrite("temperature", &BeamSearchParams::temperature)
+      .def_readwrite("length_penalty", &BeamSearchParams::length_penalty)
+      .def_readwrite("early_stopping", &BeamSearchParams::early_stopping)
+      .def("validate", [](const BeamSearchParams& p) { throw_if_error(p.validate()); });
+
+  py::class_<BeamSequence>(m, "BeamSequence")
+      .def_readonly("token_ids", &BeamSequence::token_ids)
+      .def_readonly("logprobs", &BeamSequence::logprobs)
+      .def_readonly("cum_logprob", &BeamSequence::cum_logprob)
+      .def_readonly("score", &BeamSequence::score)
+      .def_property_readonly("finish_reason",
+                             [](const BeamSequence& s) { return optional_finish_reason(s.finish_reason); });
+
   py::class_<TokenLogprobs>(m, "TokenLogprobs")
       .def_readonly("token_id", &TokenLogprobs::token_id)
       .def_readonly("logprob", &TokenLogprobs::logprob)
@@ -106,6 +129,7 @@ void bind_engine(py::module_& m) {
       .def_readonly("num_prompt_tokens", &RequestOutput::num_prompt_tokens)
       .def_readonly("num_output_tokens", &RequestOutput::num_output_tokens)
       .def_readonly("num_cached_tokens", &RequestOutput::num_cached_tokens)
+      .def_readonly("beams", &RequestOutput::beams)
       .def("__repr__", [](const RequestOutput& o) {
         return "RequestOutput(request_id='" + o.request_id + "', new_token_ids=" +
                py::repr(py::cast(o.new_token_ids)).cast<std::string>() +
@@ -168,6 +192,12 @@ void bind_engine(py::module_& m) {
             throw_if_error(e.add_parallel_requests(ids, std::move(prompt), params));
           },
           py::arg("request_ids"), py::arg("prompt_token_ids"), py::arg("params"))
+      .def(
+          "add_beam_search_request",
+          [](Engine& e, const std::string& id, std::vector<int32_t> prompt, const BeamSearchParams& params) {
+            throw_if_error(e.add_beam_search_request(id, std::move(prompt), params));
+          },
+          py::arg("request_id"), py::arg("prompt_token_ids"), py::arg("params"))
       .def("step",
            [](Engine& e) {
              Result<std::vector<RequestOutput>> out = [&] {

@@ -19,12 +19,17 @@ _LAZY = {
     "LLMEngine": "pagedllm.engine",
     "EngineArgs": "pagedllm.engine_args",
     "Tokenizer": "pagedllm.tokenizer",
+    "BeamSearchParams": "pagedllm.beam_search",
+    "BeamSearchOutput": "pagedllm.beam_search",
+    "BeamSearchSequence": "pagedllm.beam_search",
 }
 
 __all__ = ["LLM", "LLMEngine", "EngineArgs", "SamplingParams", "RequestOutput",
-           "RequestOutputKind", "CompletionOutput", "Logprob", "Tokenizer", "__version__"]
+           "RequestOutputKind", "CompletionOutput", "Logprob", "Tokenizer", "BeamSearchParams",
+           "BeamSearchOutput", "BeamSearchSequence", "__version__"]
 
 if TYPE_CHECKING:
+    from pagedllm.beam_search import BeamSearchOutput, BeamSearchParams, BeamSearchSequence
     from pagedllm.engine import LLMEngine
     from pagedllm.engine_args import EngineArgs
     from pagedllm.llm import LLM

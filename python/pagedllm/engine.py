@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from pagedllm.beam_search import BeamSearchOutput, BeamSearchParams, make_beam_search_output
 from pagedllm.engine_args import EngineArgs
 from pagedllm.generation_config import sampling_defaults
 from pagedllm.inputs import PromptType, parse_prompt
@@ -65,6 +66,8 @@ class LLMEngine:
         self._samples: dict[str, tuple[RequestState, int]] = {}
         self._ignored: set[str] = set()
         self._num_cached_tokens: dict[str, int] = {}
+        self._beams: dict[str, tuple[list[int], BeamSearchParams]] = {}
+        self._beam_outputs: dict[str, BeamSearchOutput] = {}
 
     @classmethod
     def from_engine_args(cls, args: EngineArgs) -> LLMEngine:
@@ -125,9 +128,30 @@ class LLMEngine:
         for index, core_id in enumerate(core_ids):
             self._samples[core_id] = (state, index)
 
+    def add_beam_search_request(self, request_id: str, prompt: PromptType,
+                                params: BeamSearchParams) -> None:
+        """Queues a beam search; its result comes from take_beam_search_output() once a step
+        finished it. Raises ValueError as add_request does (and then changes nothing)."""
+        if not isinstance(request_id, str):
+            raise TypeError(f"request_id must be a str, got {type(request_id).__name__}")
+        if (request_id in self._requests or request_id in self._samples
+                or request_id in self._beams or request_id in self._ignored):
+            raise ValueError(f"request id {request_id!r} is already in use")
+        _, token_ids = parse_prompt(prompt, self._tokenizer)
+        self._core.add_beam_search_request(request_id, token_ids, params.to_core())
+        self._beams[request_id] = (token_ids, params)
+
+    def take_beam_search_output(self, request_id: str) -> BeamSearchOutput | None:
+        """The result of a finished beam search (once), or None."""
+        return self._beam_outputs.pop(request_id, None)
+
     def abort_request(self, request_id: str) -> bool:
         """Aborts a request at once: it reports no further output (as in vLLM) and its KV
         blocks are freed. False if the id is unknown or already finished."""
+        if self._beams.pop(request_id, None) is not None:
+            if self._core.abort_request(request_id):
+                self._ignored.add(request_id)
+            return True
         state = self._requests.pop(request_id, None)
         if state is None:
             return False
@@ -139,10 +163,10 @@ class LLMEngine:
         return True
 
     def has_unfinished_requests(self) -> bool:
-        return bool(self._requests)
+        return bool(self._requests) or bool(self._beams)
 
     def get_num_unfinished_requests(self) -> int:
-        return len(self._requests)
+        return len(self._requests) + len(self._beams)
 
     def step(self) -> list[RequestOutput]:
         """Runs one engine step; the outputs of the requests that progressed in it."""
@@ -150,7 +174,11 @@ class LLMEngine:
         for out in self._core.step():
             entry = self._samples.get(out.request_id)
             if entry is None:
-                if out.finished:
+                beam = self._beams.pop(out.request_id, None) if out.finished else None
+                if beam is not None:
+                    self._beam_outputs[out.request_id] = make_beam_search_output(
+                        beam[0], beam[1], out, self._tokenizer, self._eos_token_ids)
+                elif out.finished:
                     self._ignored.discard(out.request_id)
                 continue
             state, index = entry

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from pagedllm.beam_search import BeamSearchOutput, BeamSearchParams, run_beam_search
 from pagedllm.chat_template import Message
 from pagedllm.engine import LLMEngine
 from pagedllm.inputs import PromptType, as_prompt_list
@@ -82,6 +83,14 @@ class LLM:
         prompt_list = as_prompt_list(prompts)
         params_list = self._params_per_prompt(sampling_params, len(prompt_list))
         return self._run(prompt_list, params_list, use_tqdm)
+
+    def beam_search(self, prompts: PromptType | Sequence[PromptType],
+                    params: BeamSearchParams) -> list[BeamSearchOutput]:
+        """Beam search over every prompt (vLLM's interface, Hugging Face transformers'
+        semantics: see pagedllm.beam_search); one BeamSearchOutput per prompt, in order, with
+        ``params.beam_width`` sequences each, best score first."""
+        counter = (f"beam-{next(self._request_counter)}" for _ in itertools.count())
+        return run_beam_search(self.llm_engine, as_prompt_list(prompts), params, counter)
 
     def chat(self, messages: list[Message] | list[list[Message]],
              sampling_params: SamplingParamsArg = None, use_tqdm: bool = True,

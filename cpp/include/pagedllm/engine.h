@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "pagedllm/beam_search_params.h"
 #include "pagedllm/config.h"
 #include "pagedllm/request_output.h"
 #include "pagedllm/sampling_params.h"
@@ -85,6 +86,17 @@ class Engine {
   // changes nothing) as add_request does for any sample, on a repeated id, or on a size mismatch.
   Status add_parallel_requests(const std::vector<std::string>& request_ids, std::vector<int32_t> prompt_token_ids,
                                const std::vector<SamplingParams>& params);
+
+  // Queues a beam search over one prompt, with Hugging Face transformers' semantics. Its beams
+  // are requests that share KV blocks: a beam that forks hands its full blocks to its children
+  // (ref count + 1) and its partially filled last block is copied (copy-on-write); dropped
+  // beams free theirs. request_id reports one RequestOutput, when the search ends, whose
+  // `beams` hold the beam_width best finished sequences. Fails (and changes nothing) on a
+  // duplicate id, invalid params, an empty or oversize prompt, a token id outside the
+  // vocabulary, beam_width > max_num_seqs, or beam_width unshared sequences of prompt +
+  // max_tokens tokens that cannot fit the KV cache together.
+  Status add_beam_search_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
+                                 const BeamSearchParams& params);
 
   // Runs one iteration: schedule, forward, sample, update. Returns one output per request that
   // produced tokens, prompt logprobs or finished in this step. Requests aborted since the last

@@ -1,6 +1,7 @@
 // Umbrella header of the public C++ API.
 #pragma once
 
+#include "pagedllm/beam_search_params.h"
 #include "pagedllm/config.h"
 #include "pagedllm/engine.h"
 #include "pagedllm/request_output.h"

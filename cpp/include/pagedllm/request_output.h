@@ -23,6 +23,17 @@ struct TokenLogprobs {
   std::vector<std::pair<int32_t, float>> top;  // top-N (token id, logprob), best first
 };
 
+// One finished sequence of a beam search.
+struct BeamSequence {
+  std::vector<int32_t> token_ids;  // generated tokens, including the EOS that ended it
+  std::vector<float> logprobs;     // [token_ids.size()] log-probability of each generated token
+  double cum_logprob = 0.0;        // sum of logprobs
+  // cum_logprob / token_ids.size()^length_penalty (transformers' sequences_scores); the
+  // sequences of a request come best score first.
+  double score = 0.0;
+  FinishReason finish_reason = FinishReason::kNone;  // kStop (EOS) or kLength
+};
+
 struct RequestOutput {
   std::string request_id;
   // Tokens generated in this step (empty while a prompt is still being prefilled).
@@ -42,6 +53,9 @@ struct RequestOutput {
   int64_t num_output_tokens = 0;  // total generated so far, including this step's
   // Prompt tokens served from the prefix cache when the request was first scheduled.
   int64_t num_cached_tokens = 0;
+  // A beam search request reports only its final output, with beam_width sequences here (and
+  // no new_token_ids); empty for other requests.
+  std::vector<BeamSequence> beams;
 };
 
 const char* finish_reason_name(FinishReason reason);  // "stop", "length", "abort" or ""

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "backend/backend.h"
+#include "engine/beam_groups.h"
 #include "engine/config_validation.h"
 #include "engine/kv_cache_sizing.h"
 #include "engine/request_validation.h"
@@ -53,6 +54,9 @@ class EngineImpl {
                       const std::vector<SamplingParams>& params, bool group);
   Result<std::vector<RequestOutput>> step();
   bool abort_request(const std::string& id);
+  Status add_beam_search_request(const std::string& id, std::vector<int32_t> prompt, const BeamSearchParams& params) {
+    return beams_->add(id, std::move(prompt), params, next_arrival_++, &next_seq_id_);
+  }
 
   EngineConfig config_;
   ModelInfo info_;
@@ -65,6 +69,7 @@ class EngineImpl {
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<DeviceSampler> device_sampler_;  // set when the backend samples on the device
+  std::unique_ptr<BeamGroups> beams_;
   std::vector<RequestOutput> pending_aborts_;
   EngineStats counters_;
   int64_t next_arrival_ = 0;
@@ -171,6 +176,7 @@ Status EngineImpl::init(const EngineConfig& config) {
   sc.enable_chunked_prefill = config.enable_chunked_prefill;
   sc.eos_token_ids = model_config_.eos_token_ids;
   scheduler_ = std::make_unique<Scheduler>(sc, kv_.get());
+  beams_ = std::make_unique<BeamGroups>(info_, scheduler_.get());
 
   sampler_ = std::make_unique<Sampler>(model_config_.vocab_size);
   if (graphs) {
@@ -204,6 +210,9 @@ Status EngineImpl::add_requests(const std::vector<std::string>& ids, std::vector
                                 const std::vector<SamplingParams>& params, bool group) {
   Status valid = validate_requests(info_, *scheduler_, ids, prompt, params);
   if (!valid.ok()) return valid;
+  for (const std::string& id : ids) {
+    if (beams_->contains(id)) return Status(StatusCode::kAlreadyExists, "request_id '" + id + "' is already in flight");
+  }
   const uint64_t group_id = group ? next_group_id_++ : 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     auto r = std::make_unique<Request>();
@@ -221,6 +230,11 @@ Status EngineImpl::add_requests(const std::vector<std::string>& ids, std::vector
 }
 
 bool EngineImpl::abort_request(const std::string& id) {
+  RequestOutput beam_out;
+  if (beams_->abort(id, &beam_out)) {
+    pending_aborts_.push_back(std::move(beam_out));
+    return true;
+  }
   Request* r = scheduler_->abort(id);
   if (r == nullptr) return false;
   RequestOutput out;
@@ -278,8 +292,9 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
   }
 
   std::vector<SamplingContext> device_rows;  // [rows.size()] when the device samples this step
-  const bool on_device =
-      device_sampler_ != nullptr && collect_device_rows(out, &info_.eos_token_ids, nullptr, &device_rows);
+  const bool on_device = device_sampler_ != nullptr &&
+                         collect_device_rows(out, &info_.eos_token_ids,
+                                             [](const Request& r) { return r.beam_group_id != 0; }, &device_rows);
   Tensor device_logits;
   const float* logits = runner_->execute(out, *kv_, rows, on_device ? &device_logits : nullptr);
   std::vector<int32_t> device_tokens;
@@ -307,7 +322,9 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
       }
       r.next_prompt_logprob_pos = plan.prompt_pos_begin + plan.num_prompt_rows;
     }
-    if (plan.sample_row >= 0 && on_device) {
+    if (plan.sample_row >= 0 && r.beam_group_id != 0) {
+      beams_->collect_candidates(r, logits + plan.sample_row * V);
+    } else if (plan.sample_row >= 0 && on_device) {
       sampled[i] = device_tokens[plan.sample_row];
       if (r.params.logprobs >= 0) sampled_logprobs[i] = std::move(device_logprobs[plan.sample_row]);
     } else if (plan.sample_row >= 0) {
@@ -327,6 +344,9 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
 
   std::vector<Request*> finished = scheduler_->update(out, sampled);
   std::unordered_set<const Request*> finished_set(finished.begin(), finished.end());
+  std::vector<std::pair<int32_t, int32_t>> block_copies;
+  beams_->advance(out, &next_seq_id_, &block_copies, &outputs);
+  if (!block_copies.empty()) runner_->copy_blocks(block_copies);
   counters_.num_steps++;
   counters_.last_step_num_scheduled_tokens = out.num_scheduled_tokens;
   counters_.last_step_num_scheduled_seqs = static_cast<int64_t>(out.scheduled.size());
@@ -336,6 +356,7 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
     const int64_t prompt_part = std::max<int64_t>(
         0, std::min(s.num_computed_before + s.num_tokens, r.num_prompt_tokens) - s.num_computed_before);
     counters_.num_prompt_tokens_computed += prompt_part;
+    if (r.beam_group_id != 0) continue;  // beams report through BeamGroups
     RequestOutput& o = partial[i];
     if (sampled[i] >= 0) {
       counters_.num_generation_tokens++;
@@ -388,6 +409,15 @@ Status Engine::add_parallel_requests(const std::vector<std::string>& request_ids
                                      const std::vector<SamplingParams>& params) {
   try {
     return impl_->add_requests(request_ids, std::move(prompt_token_ids), params, /*group=*/true);
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kInternal, e.what());
+  }
+}
+
+Status Engine::add_beam_search_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
+                                      const BeamSearchParams& params) {
+  try {
+    return impl_->add_beam_search_request(request_id, std::move(prompt_token_ids), params);
   } catch (const std::exception& e) {
     return Status(StatusCode::kInternal, e.what());
   }

@@ -5,7 +5,7 @@
 // tables_[s].num_cached_blocks <= num_tokens / block_size_; at most one of num_cached_blocks
 // and num_shared_blocks is nonzero (the latter only with caching off); a block past both
 // prefixes of its table is uncached and held by no other table except within their
-// num_shared_blocks; num_used_slots_ == sum of
+// num_shared_blocks (tables started by shared_prefix() or fork()); num_used_slots_ == sum of
 // tables_[s].num_tokens; block_tokens_ rows of cached blocks hold their tokens.
 #include "kv/kv_cache_manager.h"
 
@@ -129,6 +129,35 @@ bool KVCacheManager::allocate_slots(uint64_t seq_id, int64_t num_total_tokens, c
     entry.num_tokens = num_total_tokens;
   }
   return true;
+}
+
+int64_t KVCacheManager::fork(uint64_t src_seq_id, uint64_t dst_seq_id, int64_t num_tokens,
+                             std::pair<int32_t, int32_t>* copy) {
+  auto src = tables_.find(src_seq_id);
+  PAGEDLLM_CHECK(src != tables_.end(), "fork of unknown sequence " << src_seq_id);
+  PAGEDLLM_CHECK(tables_.count(dst_seq_id) == 0, "fork into existing sequence " << dst_seq_id);
+  PAGEDLLM_CHECK(num_tokens >= 1 && num_tokens <= src->second.num_tokens,
+                 "fork of " << num_tokens << " tokens from a sequence of " << src->second.num_tokens);
+  const int64_t num_full = num_tokens / block_size_;
+  PAGEDLLM_CHECK(!enable_caching_ || src->second.num_cached_blocks >= num_full,
+                 "fork of sequence " << src_seq_id << " past its cached blocks");
+  const std::vector<int32_t> src_blocks = src->second.blocks;  // tables_ may rehash below
+  Entry& dst = tables_[dst_seq_id];
+  for (int64_t i = 0; i < num_full; ++i) {
+    pool_.incref(src_blocks[i]);
+    dst.blocks.push_back(src_blocks[i]);
+  }
+  (enable_caching_ ? dst.num_cached_blocks : dst.num_shared_blocks) = num_full;
+  *copy = {-1, -1};
+  dst.num_tokens = num_full * block_size_;
+  if (num_tokens > dst.num_tokens && pool_.num_free_blocks() > 0) {
+    const int32_t block_id = pool_.allocate();
+    *copy = {src_blocks[num_full], block_id};
+    dst.blocks.push_back(block_id);
+    dst.num_tokens = num_tokens;
+  }
+  num_used_slots_ += dst.num_tokens;
+  return dst.num_tokens;
 }
 
 void KVCacheManager::cache_full_blocks(uint64_t seq_id, const std::vector<int32_t>& token_ids,

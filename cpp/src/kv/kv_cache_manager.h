@@ -6,12 +6,13 @@
 // use); the first num_cached_blocks blocks of a table are cached, each registered with the
 // table's previous block as its parent and holding the sequence's tokens; the blocks after
 // them are uncached and private to the table, except that with caching off a table started
-// from shared_prefix() holds its first num_shared_blocks blocks together with the tables it
-// was forked from (full blocks, ref count > 1). Pure host code.
+// from shared_prefix() or fork() holds its first num_shared_blocks blocks together with the
+// tables it was forked from (full blocks, ref count > 1). Pure host code.
 #pragma once
 
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kv/block_pool.h"
@@ -82,6 +83,15 @@ class KVCacheManager {
   // computed.num_tokens <= num_total_tokens, and the pool has not changed since the lookup.
   bool allocate_slots(uint64_t seq_id, int64_t num_total_tokens,
                       const ComputedBlocks& computed = ComputedBlocks());
+  // Copy-on-write fork (beam search): starts new sequence dst_seq_id holding the first
+  // num_tokens tokens of src_seq_id. Its full blocks are src's (shared, ref count + 1; with
+  // caching on they are src's cached blocks). A partially filled last block is copied: dst
+  // gets a fresh block, *copy = {src block, dst block} for the caller to copy (copy_blocks)
+  // before the next forward pass, and the result is num_tokens. When no block is free the
+  // partial block is left out: *copy = {-1, -1} and the result is the tokens of the shared
+  // full blocks (the caller recomputes the rest). Preconditions: dst_seq_id is new; src holds
+  // num_tokens tokens, all computed (with caching on, its full blocks are cached).
+  int64_t fork(uint64_t src_seq_id, uint64_t dst_seq_id, int64_t num_tokens, std::pair<int32_t, int32_t>* copy);
   // Registers the hashes of seq_id's blocks that are full of computed KV: token_ids[0,
   // num_computed_tokens) are the sequence's tokens whose KV the forward passes have written.
   // No-op when caching is off or the sequence is unknown.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pagedllm/request_output.h"
@@ -21,6 +22,17 @@ struct Request {
   // Requests with the same nonzero group_id are parallel samples of one prompt (added together)
   // and share the prompt's KV blocks; 0 = none.
   uint64_t group_id = 0;
+  // Requests with the same nonzero beam_group_id are the live beams of one beam search: the
+  // scheduler runs, preempts and admits them as a unit and leaves their tokens to the engine's
+  // beam step (sched/beam_fork.h); 0 = none.
+  uint64_t beam_group_id = 0;
+  int64_t beam_width = 0;      // beams the group may hold (seats reserved in max_num_seqs)
+  // A beam whose last token's logits have been turned into beam_candidates: it has no work
+  // until its group's beam step replaces it. Preemption clears it.
+  bool beam_ready = false;
+  std::vector<std::pair<int32_t, float>> beam_candidates;  // best (token id, logprob), best first
+  double beam_cum_logprob = 0.0;     // sum of beam_logprobs
+  std::vector<float> beam_logprobs;  // [num_output_tokens] logprob of each generated token
   std::vector<int32_t> token_ids;  // [num_prompt_tokens + num_output_tokens]
   int64_t num_prompt_tokens = 0;
   int64_t num_computed_tokens = 0;  // tokens whose KV is in the cache

@@ -1,7 +1,7 @@
 // Scheduler: FCFS continuous batching with recompute preemption (spec at the top of scheduler.h).
-// Invariants: waiting_ is sorted by arrival_idx; running_ is in admission order; every record in
-// requests_ is in exactly one of waiting_, running_ or finished_ids_, matching its status; only
-// running requests have a KV table.
+// Invariants: waiting_ is sorted by arrival_idx (the beams of a group share theirs); running_
+// is in admission order; every record in requests_ is in exactly one of waiting_, running_ or
+// finished_ids_, matching its status; only running requests have a KV table.
 #include "sched/scheduler.h"
 
 #include <algorithm>
@@ -45,6 +45,11 @@ void Scheduler::add_request(std::unique_ptr<Request> request) {
   PAGEDLLM_CHECK(waiting_.empty() || waiting_.back()->arrival_idx < request->arrival_idx,
                  "arrival_idx must increase across add_request calls (request '" << id << "')");
   Request* raw = request.get();
+  if (raw->beam_group_id != 0) {
+    std::vector<Request*>& beams = beam_groups_[raw->beam_group_id];
+    PAGEDLLM_CHECK(beams.empty() && raw->beam_width >= 1, "beam group " << raw->beam_group_id << " added twice");
+    beams.push_back(raw);
+  }
   requests_.emplace(id, std::move(request));
   waiting_.push_back(raw);
 }
@@ -62,6 +67,10 @@ SchedulerOutput Scheduler::schedule() {
   size_t i = 0;
   while (i < running_.size() && token_budget > 0) {
     Request* request = running_[i];
+    if (request->beam_ready) {
+      ++i;
+      continue;
+    }
     int64_t num_wanted = request->num_tokens() - request->num_computed_tokens;
     PAGEDLLM_CHECK(num_wanted > 0, "running request '" << request->request_id << "' has no work");
     int64_t num_new = std::min(num_wanted, token_budget);
@@ -72,12 +81,9 @@ SchedulerOutput Scheduler::schedule() {
     bool allocated = false;
     int64_t num_total = request->num_computed_tokens + num_new;
     while (!(allocated = kv_->allocate_slots(request->seq_id, num_total))) {
-      Request* victim = running_.back();
-      running_.pop_back();
-      preempt(victim);
-      out.preempted.push_back(victim->request_id);
+      const std::vector<Request*> victims = preempt_newest(&out, &token_budget);
       preempted_any = true;
-      if (victim == request) break;
+      if (std::find(victims.begin(), victims.end(), request) != victims.end()) break;
     }
     if (!allocated) break;
     out.scheduled.push_back(
@@ -86,9 +92,13 @@ SchedulerOutput Scheduler::schedule() {
     ++i;
   }
 
-  while (!preempted_any && token_budget > 0 && !waiting_.empty() &&
-         static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
+  int64_t num_seats = num_seats_held();
+  while (!preempted_any && token_budget > 0 && !waiting_.empty() && num_seats < config_.max_num_seqs) {
     Request* request = waiting_.front();
+    if (request->beam_group_id != 0) {
+      if (!admit_beam_group(&out, &token_budget, &num_seats)) break;
+      continue;
+    }
     bool wait_for_sibling = false;
     const ComputedBlocks computed = sibling_prefix(*request, &wait_for_sibling);
     if (wait_for_sibling) break;
@@ -108,6 +118,7 @@ SchedulerOutput Scheduler::schedule() {
     waiting_.pop_front();
     request->status = RequestStatus::kRunning;
     running_.push_back(request);
+    ++num_seats;
     out.scheduled.push_back(
         {request, request->num_computed_tokens, num_new, num_total == request->num_tokens()});
     token_budget -= num_new;
@@ -136,6 +147,10 @@ std::vector<Request*> Scheduler::update(const SchedulerOutput& output,
                    "request '" << request->request_id << "' computed past its tokens");
     kv_->cache_full_blocks(request->seq_id, request->token_ids, request->num_computed_tokens);
     if (!entry.samples) continue;
+    if (request->beam_group_id != 0) {
+      request->beam_ready = true;
+      continue;
+    }
     PAGEDLLM_CHECK(request->num_computed_tokens == request->num_tokens(),
                    "request '" << request->request_id << "' sampled before its last token");
     int32_t token_id = sampled_token_ids[i];
@@ -204,6 +219,8 @@ void Scheduler::preempt(Request* request) {
   kv_->free(request->seq_id);
   request->num_computed_tokens = 0;
   request->status = RequestStatus::kWaiting;
+  request->beam_ready = false;
+  request->beam_candidates.clear();
   ++request->num_preemptions;
   ++num_preemptions_;
   auto pos = std::find_if(waiting_.begin(), waiting_.end(),
@@ -222,6 +239,13 @@ void Scheduler::finish(Request* request, FinishReason reason) {
     PAGEDLLM_CHECK(it != waiting_.end(), "waiting '" << request->request_id << "' not in waiting_");
     waiting_.erase(it);
   }
+  if (request->beam_group_id != 0) {
+    auto group = beam_groups_.find(request->beam_group_id);
+    PAGEDLLM_CHECK(group != beam_groups_.end(), "beam '" << request->request_id << "' has no group");
+    std::vector<Request*>& beams = group->second;
+    beams.erase(std::find(beams.begin(), beams.end(), request));
+    if (beams.empty()) beam_groups_.erase(group);
+  }
   kv_->free(request->seq_id);
   request->status = RequestStatus::kFinished;
   request->finish_reason = reason;
@@ -231,6 +255,7 @@ void Scheduler::finish(Request* request, FinishReason reason) {
 void Scheduler::purge_finished() {
   for (const std::string& id : finished_ids_) requests_.erase(id);
   finished_ids_.clear();
+  replaced_beams_.clear();
 }
 
 void Scheduler::check_invariants() const {
@@ -249,14 +274,16 @@ void Scheduler::check_invariants() const {
                    "running '" << r->request_id << "' has cached blocks past its computed tokens");
     kv_->check_cached_tokens(r->seq_id, r->token_ids);
   }
-  PAGEDLLM_CHECK(static_cast<int64_t>(running_.size()) <= config_.max_num_seqs, "running exceeds max_num_seqs");
+  PAGEDLLM_CHECK(num_seats_held() <= config_.max_num_seqs, "running requests hold more than max_num_seqs seats");
   const Request* prev = nullptr;
   for (const Request* r : waiting_) {
     PAGEDLLM_CHECK(seen.insert(r).second, "request '" << r->request_id << "' listed twice");
     PAGEDLLM_CHECK(r->status == RequestStatus::kWaiting, "'" << r->request_id << "' in waiting_ but not kWaiting");
     PAGEDLLM_CHECK(r->num_computed_tokens == 0, "waiting '" << r->request_id << "' has computed tokens");
     PAGEDLLM_CHECK(!kv_->has_sequence(r->seq_id), "waiting '" << r->request_id << "' owns KV blocks");
-    PAGEDLLM_CHECK(prev == nullptr || prev->arrival_idx < r->arrival_idx, "waiting queue is not FCFS");
+    PAGEDLLM_CHECK(prev == nullptr || prev->arrival_idx < r->arrival_idx ||
+                       (r->beam_group_id != 0 && prev->beam_group_id == r->beam_group_id),
+                   "waiting queue is not FCFS");
     prev = r;
   }
   for (const std::string& id : finished_ids_) {
@@ -273,6 +300,7 @@ void Scheduler::check_invariants() const {
     PAGEDLLM_CHECK(seen.count(kv.second.get()) != 0, "record '" << kv.first << "' is in no queue");
     PAGEDLLM_CHECK(kv.first == kv.second->request_id, "record key '" << kv.first << "' is not its id");
   }
+  check_beam_invariants();
   if (!has_unfinished_requests()) {
     PAGEDLLM_CHECK(kv_->num_used_blocks() == 0,
                    "no unfinished requests but " << kv_->num_used_blocks() << " blocks in use");

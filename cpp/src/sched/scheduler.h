@@ -27,6 +27,12 @@
 //     lookup, otherwise taken from the running sibling's table) and computes only the rest: the
 //     last, partial block is recomputed into a block of its own rather than copied. A sample
 //     that asks for prompt logprobs neither waits nor shares.
+//     Beam search groups (requests with one beam_group_id) run as a unit: a group holds
+//     beam_width seats of max_num_seqs from its admission on; its beams are admitted together
+//     or not at all (a re-admitted group recomputes every beam, without a prefix lookup; beams
+//     past the token budget join with nothing scheduled and continue in later steps), and
+//     preempting one preempts all. A beam that sampled (beam_ready) has no work until the
+//     engine's beam step replaces the group's beams by their children (fork_beams).
 // A preempted request recomputes its prompt and outputs later; since sampling depends only on
 // (seed, output index) and the logits, its output does not change.
 //
@@ -41,6 +47,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kv/kv_cache_manager.h"
@@ -92,6 +99,27 @@ class Scheduler {
   // schedule() or update(), which deletes them.
   std::vector<Request*> update(const SchedulerOutput& output, const std::vector<int32_t>& sampled_token_ids);
 
+  // One child of a beam step: a new beam continuing `parent` (a live beam of the group) with
+  // token_id, whose logprob is `logprob`.
+  struct BeamChild {
+    const Request* parent = nullptr;
+    int32_t token_id = 0;
+    float logprob = 0.0f;
+  };
+  // Replaces the live beams of beam group beam_group_id (all running and beam_ready) by one
+  // running beam per child, in order, in their place in the running order. A parent's first
+  // child takes over its KV table; its other children fork it (kv fork(): full blocks shared,
+  // the partial last block copied, seq ids from *next_seq_id); parents without children are
+  // freed first. Returns the (src, dst) block copies the caller must apply before the next
+  // forward pass. The replaced records stay valid until the next schedule().
+  std::vector<std::pair<int32_t, int32_t>> fork_beams(uint64_t beam_group_id, const std::vector<BeamChild>& children,
+                                                      uint64_t* next_seq_id);
+  // Finishes every live beam of the group with `reason` and frees their blocks (no output is
+  // reported for them). No-op for an unknown group.
+  void finish_beam_group(uint64_t beam_group_id, FinishReason reason);
+  // The live beams of a group in order; empty for an unknown group.
+  const std::vector<Request*>& beam_group(uint64_t beam_group_id) const;
+
   // Finishes a waiting or running request with kAbort and frees its blocks. The record stays
   // valid until the next schedule() or update(). Returns nullptr for an unknown id.
   Request* abort(const std::string& request_id);
@@ -118,6 +146,15 @@ class Scheduler {
   // running sibling's blocks with caching off; empty when there is none). Never changes state.
   ComputedBlocks sibling_prefix(const Request& request, bool* wait) const;
   void preempt(Request* request);
+  // Preempts running_.back(), with its whole beam group; their entries leave `out` (tokens
+  // refunded to *token_budget). Returns the preempted requests.
+  std::vector<Request*> preempt_newest(SchedulerOutput* out, int64_t* token_budget);
+  // Admits the beam group at the head of waiting_ as a unit. False (nothing changed) when its
+  // seats, the token budget or the free blocks do not allow it.
+  bool admit_beam_group(SchedulerOutput* out, int64_t* token_budget, int64_t* num_seats);
+  // Seats of max_num_seqs held by running requests: 1 each, beam_width per beam group.
+  int64_t num_seats_held() const;
+  void check_beam_invariants() const;
   void finish(Request* request, FinishReason reason);
   void purge_finished();
 
@@ -127,6 +164,9 @@ class Scheduler {
   std::deque<Request*> waiting_;
   std::vector<Request*> running_;  // oldest scheduled first
   std::vector<std::string> finished_ids_;  // purged on the next schedule()/update()
+  std::unordered_map<uint64_t, std::vector<Request*>> beam_groups_;  // live beams of each group
+  std::vector<std::unique_ptr<Request>> replaced_beams_;  // purged on the next schedule()
+  uint64_t next_beam_serial_ = 0;
   int64_t num_preemptions_ = 0;
   int64_t num_prefix_cache_queries_ = 0;
   int64_t num_prefix_cache_hits_ = 0;
