@@ -103,8 +103,8 @@ class LLMEngine:
             raise ValueError(f"request id {request_id!r} is already in use")
         params = params if params is not None else SamplingParams()
         text, token_ids = parse_prompt(prompt, self._tokenizer)
-        core_ids = ([request_id] if params.n == 1
-                    else [f"{request_id}#{i}" for i in range(params.n)])
+        core_ids = ([request_id] if params.num_samples == 1
+                    else [f"{request_id}#{i}" for i in range(params.num_samples)])
         for core_id in core_ids:
             if core_id in self._samples:
                 raise ValueError(f"request id {core_id!r} is already in use")
@@ -114,7 +114,10 @@ class LLMEngine:
         derived_max = None
         if params.max_tokens is None:
             derived_max = max(1, self.max_model_len - len(token_ids))
-        core_params = [params.to_core(max_tokens=derived_max,
+        # best_of > n ranks the samples by cumulative logprob: every token's logprob is needed.
+        ranked = params if params.num_samples == params.n or params.logprobs is not None \
+            else params.clone(logprobs=0)
+        core_params = [ranked.to_core(max_tokens=derived_max,
                                       seed=None if params.seed is None else params.seed + i,
                                       with_prompt_logprobs=i == 0)
                        for i in range(len(core_ids))]

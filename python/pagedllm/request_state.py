@@ -29,7 +29,9 @@ class SampleState:
         self.core_id = core_id
         self.token_ids: list[int] = []
         self.logprobs: SampleLogprobs | None = [] if params.logprobs is not None else None
-        self.cumulative_logprob: float | None = 0.0 if params.logprobs is not None else None
+        ranked = params.num_samples > params.n  # best_of: the core reports every logprob
+        self.cumulative_logprob: float | None = (
+            0.0 if params.logprobs is not None or ranked else None)
         self.finish_reason: str | None = None
         self.stop_reason: int | str | None = None
         self.changed = False
@@ -51,7 +53,7 @@ class SampleState:
             return ""
         return self.detokenizer.visible_text(self.finished)
 
-    def output(self, delta: bool) -> CompletionOutput:
+    def output(self, delta: bool, index: int | None = None) -> CompletionOutput:
         text = self.text()
         start_text = self._emitted_text if delta else 0
         start_tokens = self._emitted_tokens if delta else 0
@@ -59,7 +61,7 @@ class SampleState:
         self._emitted_tokens = len(self.token_ids)
         logprobs = None if self.logprobs is None else self.logprobs[start_tokens:]
         return CompletionOutput(
-            index=self.index, text=text[start_text:], token_ids=self.token_ids[start_tokens:],
+            index=self.index if index is None else index, text=text[start_text:], token_ids=self.token_ids[start_tokens:],
             cumulative_logprob=self.cumulative_logprob, logprobs=logprobs,
             finish_reason=self.finish_reason, stop_reason=self.stop_reason)
 
@@ -103,9 +105,10 @@ class RequestState:
                 self.metrics.first_token_time = now
             self.metrics.last_token_time = now
         sample.token_ids.extend(new_ids)
-        if sample.logprobs is not None:
+        if sample.cumulative_logprob is not None:
             for entry in out.new_logprobs:
-                sample.logprobs.append(logprob_dict(entry, self._token_text))
+                if sample.logprobs is not None:
+                    sample.logprobs.append(logprob_dict(entry, self._token_text))
                 sample.cumulative_logprob += entry.logprob
         stop_token = out.stop_token_id if out.finished and out.finish_reason == "stop" else None
         if stop_token is not None and (self.params.ignore_eos
@@ -144,14 +147,23 @@ class RequestState:
 
     def make_output(self) -> RequestOutput | None:
         """The output due after the latest changes, per ``params.output_kind``; None when
-        nothing is due (FINAL_ONLY before the end)."""
+        nothing is due (FINAL_ONLY before the end). With best_of > n only the final output
+        is due: the n samples of highest cumulative logprob, best first, indexed 0..n-1."""
         kind = self.params.output_kind
         finished = self.finished
         changed = [s for s in self.samples if s.changed]
         for sample in self.samples:
             sample.changed = False
-        if kind is RequestOutputKind.FINAL_ONLY and not finished:
+        ranked = self.params.num_samples > self.params.n
+        if (kind is RequestOutputKind.FINAL_ONLY or ranked) and not finished:
             return None
+        if ranked:
+            best = sorted(self.samples, key=lambda s: -s.cumulative_logprob)[:self.params.n]
+            return RequestOutput(
+                request_id=self.request_id, prompt=self.prompt,
+                prompt_token_ids=self.prompt_token_ids, prompt_logprobs=self.prompt_logprobs,
+                outputs=[s.output(False, index=i) for i, s in enumerate(best)], finished=True,
+                metrics=self.metrics)
         delta = kind is RequestOutputKind.DELTA
         samples = changed if delta else self.samples
         prompt_logprobs = self.prompt_logprobs

@@ -24,7 +24,8 @@ class RequestOutputKind(enum.Enum):
 class SamplingParams:
     """Sampling parameters of one request; validated on construction (ValueError).
 
-    ``n`` parallel samples are supported; ``best_of`` larger than ``n`` is not yet.
+    ``best_of`` (default ``n``) samples are generated and the ``n`` with the highest
+    cumulative logprob are returned, best first, once all have finished (vLLM's semantics).
     ``max_tokens=None`` means "up to max_model_len".
     """
 
@@ -82,10 +83,6 @@ class SamplingParams:
                 raise ValueError(
                     "best_of must be greater than or equal to n, "
                     f"got n={self.n} and best_of={self.best_of}.")
-            if self.best_of > self.n:
-                raise ValueError(
-                    f"best_of > n is not supported yet (got n={self.n} and "
-                    f"best_of={self.best_of}); use n to get several samples.")
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if not -2.0 <= value <= 2.0:
@@ -136,6 +133,11 @@ class SamplingParams:
             _check_int("stop_token_ids", token_id)
         if not isinstance(self.output_kind, RequestOutputKind):
             raise ValueError(f"output_kind must be a RequestOutputKind, got {self.output_kind!r}.")
+
+    @property
+    def num_samples(self) -> int:
+        """Samples generated: best_of, or n when best_of is unset."""
+        return self.n if self.best_of is None else self.best_of
 
     def clone(self, **changes: Any) -> SamplingParams:
         """A validated copy with ``changes`` applied."""

@@ -42,7 +42,6 @@ def test_normalization():
     ({"n": 0}, "n must be at least 1, got 0."),
     ({"n": 1.5}, "n must be an int"),
     ({"n": 2, "best_of": 1}, "best_of must be greater than or equal to n"),
-    ({"n": 1, "best_of": 2}, "best_of > n is not supported yet"),
     ({"presence_penalty": 2.5}, r"presence_penalty must be in \[-2, 2\], got 2.5."),
     ({"frequency_penalty": -3}, r"frequency_penalty must be in \[-2, 2\], got -3."),
     ({"repetition_penalty": 0.0}, "repetition_penalty must be greater than zero, got 0.0."),
