@@ -74,6 +74,10 @@ class GpuBackend : public Backend {
   void silu_and_mul(const SiluAndMulParams& p) override;
   void write_kv_cache(const WriteKvCacheParams& p) override;
   void paged_attention(const PagedAttentionParams& p) override;
+  void plan_attention(const AttentionPlanInputs& in) override {
+    use_device();
+    attention_->plan(in, stream_);
+  }
   void gather_rows(const GatherRowsParams& p) override;
   void copy_blocks(const CopyBlocksParams& p) override;
   bool supports_device_sampling() const override { return true; }

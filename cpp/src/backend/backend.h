@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/attention_plan.h"
 #include "backend/ops.h"
 #include "backend/tensor.h"
 
@@ -111,6 +112,9 @@ class Backend {
   virtual void silu_and_mul(const SiluAndMulParams& p) = 0;
   virtual void write_kv_cache(const WriteKvCacheParams& p) = 0;
   virtual void paged_attention(const PagedAttentionParams& p) = 0;
+  // Host part of the next step's attention (e.g. FlashInfer's plan), called by the runner once
+  // per step after staging its inputs and before the forward pass, never during graph capture.
+  virtual void plan_attention(const AttentionPlanInputs& in) {}
   virtual void gather_rows(const GatherRowsParams& p) = 0;
   virtual void copy_blocks(const CopyBlocksParams& p) = 0;
 

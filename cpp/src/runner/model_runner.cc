@@ -107,7 +107,13 @@ int32_t ModelRunner::stage(const SchedulerOutput& output, const KVCacheManager& 
   return max_seq_len;
 }
 
-void ModelRunner::upload_inputs(int64_t num_seqs) { inputs_->upload(num_seqs); }
+void ModelRunner::upload_inputs(int64_t num_seqs) {
+  inputs_->upload(num_seqs);
+  backend_->plan_attention({inputs_->query_start_loc(), inputs_->seq_lens(), inputs_->block_table(0), num_seqs,
+                            max_blocks_per_seq_, config_.block_size, model_->config().num_attention_heads,
+                            model_->config().num_key_value_heads, model_->config().head_dim, config_.max_num_seqs,
+                            config_.max_num_batched_tokens, config_.max_model_len});
+}
 
 Tensor ModelRunner::logits_rows(int64_t rows) const {
   return d_logits_.as_tensor(DType::kFloat32, {logits_chunk_rows_, vocab_size_}).slice_rows(0, rows);
