@@ -31,7 +31,7 @@ bool resolve_attention_backend(const std::string& name, AttentionBackendKind* ki
     }
     *kind = AttentionBackendKind::kFlashInfer;
   } else if (name == "auto") {
-    *kind = flashinfer_compiled() ? AttentionBackendKind::kFlashInfer : AttentionBackendKind::kNative;
+    *kind = flashinfer_compiled() ? AttentionBackendKind::kFlashInferPrefill : AttentionBackendKind::kNative;
   } else {
     *error = "unknown attention_backend '" + name + "': use 'auto', 'flashinfer' or 'native'";
     return false;
@@ -40,8 +40,16 @@ bool resolve_attention_backend(const std::string& name, AttentionBackendKind* ki
 }
 
 GpuAttention::GpuAttention(AttentionBackendKind kind) : kind_(kind) {
-  PAGEDLLM_CHECK(kind != AttentionBackendKind::kFlashInfer || flashinfer_compiled(),
+  PAGEDLLM_CHECK(kind == AttentionBackendKind::kNative || flashinfer_compiled(),
                  "GpuAttention: FlashInfer requested in a build without it");
+}
+
+const char* GpuAttention::name() const {
+  switch (kind_) {
+    case AttentionBackendKind::kFlashInfer: return "flashinfer";
+    case AttentionBackendKind::kFlashInferPrefill: return "auto (flashinfer prefill, native decode)";
+    default: return "native";
+  }
 }
 
 GpuAttention::~GpuAttention() {
@@ -65,17 +73,25 @@ void GpuAttention::plan(const AttentionPlanInputs& in, gpuStream_t stream) {
     }
   }
 #if PAGEDLLM_WITH_FLASHINFER
-  if (kind_ == AttentionBackendKind::kFlashInfer) {
-    if (!flashinfer_) flashinfer_ = std::make_unique<FlashInferAttention>(in);
-    planned_ = flashinfer_->plan(in, stream);
+  planned_ = false;
+  if (kind_ == AttentionBackendKind::kNative) return;
+  if (kind_ == AttentionBackendKind::kFlashInferPrefill) {
+    bool decode_only = true;
+    for (int64_t b = 0; b < in.num_seqs && decode_only; ++b) {
+      decode_only = in.query_start_loc[b + 1] - in.query_start_loc[b] <= 1;
+    }
+    if (decode_only) return;
   }
+  if (!flashinfer_) flashinfer_ = std::make_unique<FlashInferAttention>(in);
+  planned_ = flashinfer_->plan(in, stream);
 #endif
 }
 
 void GpuAttention::run(const PagedAttentionParams& p, gpuStream_t stream) {
 #if PAGEDLLM_WITH_FLASHINFER
-  if (kind_ == AttentionBackendKind::kFlashInfer && planned_ && !gpu_stream_is_capturing(stream) &&
-      flashinfer_->run(p, stream)) {
+  const bool wanted = kind_ == AttentionBackendKind::kFlashInfer ||
+                      (kind_ == AttentionBackendKind::kFlashInferPrefill && p.max_query_len > 1);
+  if (wanted && planned_ && !gpu_stream_is_capturing(stream) && flashinfer_->run(p, stream)) {
     return;
   }
 #endif

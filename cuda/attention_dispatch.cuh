@@ -6,9 +6,10 @@
 // Backend::plan_attention(in) to plan(in, stream) and Backend::paged_attention(p) to run(p, stream).
 // Invariants: plan() runs on the host before the step's forward pass (never inside graph
 // capture the first time: it allocates on its first call); run() never allocates, synchronizes
-// or reads device memory on the host. A decode step under graph capture always takes the native
-// path (its grid depends only on the static limits), so graph replay is independent of any host
-// plan; FlashInfer serves eager steps.
+// or reads device memory on the host. A step under graph capture always takes the native path
+// (its grid depends only on the static limits), so graph replay is independent of any host
+// plan; FlashInfer serves eager steps. "auto" keeps decode steps (max_query_len <= 1) native
+// even when eager, so graphs on and off compute decode identically.
 #pragma once
 
 #include <memory>
@@ -20,12 +21,15 @@
 
 namespace pagedllm {
 
-enum class AttentionBackendKind { kNative, kFlashInfer };
+// kNative: the native kernels. kFlashInfer: FlashInfer for every eager step it covers.
+// kFlashInferPrefill ("auto" with FlashInfer): FlashInfer for prefill / mixed steps, native decode.
+enum class AttentionBackendKind { kNative, kFlashInfer, kFlashInferPrefill };
 
 // True when this build has the FlashInfer glue (FlashInfer headers were found at configure time).
 bool flashinfer_compiled();
 
-// "native", "flashinfer" or "auto" (FlashInfer when compiled in, else native) -> *kind. Returns
+// "native", "flashinfer" or "auto" (kFlashInferPrefill when FlashInfer is compiled in, else
+// kNative; FlashInfer's decode vs native decode is still to be measured on a GPU) -> *kind. Returns
 // false with *error set for an unknown name or "flashinfer" in a build without it.
 bool resolve_attention_backend(const std::string& name, AttentionBackendKind* kind, std::string* error);
 
@@ -39,7 +43,7 @@ class GpuAttention {
   GpuAttention& operator=(const GpuAttention&) = delete;
 
   AttentionBackendKind kind() const { return kind_; }
-  const char* name() const { return kind_ == AttentionBackendKind::kFlashInfer ? "flashinfer" : "native"; }
+  const char* name() const;
 
   // Host part of a step: on the first call allocates the native workspace for the limits in
   // `in` (max_num_seqs, num_q_heads, max_model_len, head_dim) and FlashInfer's buffers; then

@@ -323,7 +323,8 @@ HOST_TEST(GpuChecks, attention_backend_names) {
   EXPECT_TRUE(pagedllm::resolve_attention_backend("native", &kind, &error));
   EXPECT_TRUE(kind == pagedllm::AttentionBackendKind::kNative);
   EXPECT_TRUE(pagedllm::resolve_attention_backend("auto", &kind, &error));
-  EXPECT_TRUE((kind == pagedllm::AttentionBackendKind::kFlashInfer) == pagedllm::flashinfer_compiled());
+  EXPECT_TRUE((kind == pagedllm::AttentionBackendKind::kFlashInferPrefill) == pagedllm::flashinfer_compiled());
+  EXPECT_TRUE((kind == pagedllm::AttentionBackendKind::kNative) != pagedllm::flashinfer_compiled());
   EXPECT_EQ(pagedllm::resolve_attention_backend("flashinfer", &kind, &error), pagedllm::flashinfer_compiled());
   EXPECT_FALSE(pagedllm::resolve_attention_backend("flash", &kind, &error));
   EXPECT_TRUE(error.find("unknown attention_backend") != std::string::npos);
