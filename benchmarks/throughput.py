@@ -422,7 +422,8 @@ def spawn(args, worker: str, model_dir: str, data_file: str) -> dict:
     cmd = [sys.executable, HERE, "--_worker", worker, "--_model-dir", model_dir, "--_workload", data_file,
            "--_t0", repr(time.time())]
     for k in ("dtype", "num_threads", "hf_batch_sizes", "repeat", "llamacpp_parallel", "llamacpp_n_batch",
-              "llamacpp_kv_type", "llamacpp_flash_attn", "b1_output_len", "gemm_size", "max_num_seqs"):
+              "llamacpp_kv_type", "llamacpp_flash_attn", "b1_output_len", "gemm_size", "max_num_seqs",
+              "core_dir"):
         v = getattr(args, k)
         if v is not None:
             cmd += [f"--{k.replace('_', '-')}", str(v)]
@@ -513,6 +514,7 @@ def main() -> None:
     for k in PRESETS["small"]:
         p.add_argument(f"--{k.replace('_', '-')}", type=int, help="override the preset")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--core-dir", help="pagedllm workers import pagedllm from this directory (a private build)")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     p.add_argument("--_model-dir", help=argparse.SUPPRESS)
     p.add_argument("--_workload", help=argparse.SUPPRESS)
@@ -520,6 +522,9 @@ def main() -> None:
     args = p.parse_args()
 
     if args._worker:
+        if args.core_dir:  # bypass the editable-install finder
+            sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+            sys.path.insert(0, args.core_dir)
         if args._worker == "gemm":
             print(json.dumps(worker_gemm(args)))
             return

@@ -1,6 +1,7 @@
-// Per-block math of paged attention for one ISA tier (included by attention_impl.h): scores of
-// one query vector against a block of keys, the online-softmax update that folds the block into
-// the vector's running (max m, sum l, acc), and the weighted V accumulation. All float32.
+// Per-split math of paged attention for one ISA tier (included by attention_impl.h): scores of
+// one query vector against a block of keys, the online-softmax update that folds a split's
+// scores into the vector's running (max m, sum l, acc), and the weighted V accumulation over
+// the split's blocks. All float32.
 // kD is the head dim when known at compile time (constant key offsets), 0 for a run-time D.
 #pragma once
 
@@ -19,14 +20,14 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline float fmax_of(float a, float b) { return a < b ? b : a; }
 
-// s[n0 + j] = scale * dot(q, k[n0 + j]) for j < kW, one key per lane. Full: all kW keys
+// s[n0 + j] = scale * dot(q, k[n0 + j]) for j < kW, one key per lane (k float32 or bfloat16). Full: all kW keys
 // exist; else keys past `count` repeat the last key and their lanes are not stored.
-template <int kD, bool kFull>
-void qk_group(const float* q, const float* k, int64_t d_rt, int64_t n0, int64_t count, float scale,
+template <int kD, bool kFull, typename T>
+void qk_group(const float* q, const T* k, int64_t d_rt, int64_t n0, int64_t count, float scale,
               float* s) {
   const int64_t d = kD ? kD : d_rt;
   // Full groups address key j as kb + j * d (a constant offset when D is known at compile time).
-  const float* kb = k + n0 * d;
+  const T* kb = k + n0 * d;
   int64_t row[kW];
   for (int j = 0; j < kW; ++j)
     row[j] = kFull ? j * d : (std::min<int64_t>(n0 + j, count - 1) - n0) * d;
@@ -54,41 +55,53 @@ void qk_group(const float* q, const float* k, int64_t d_rt, int64_t n0, int64_t 
 }
 
 // s[n] = scale * dot(q, k[n]) for n < count; k rows are d floats apart.
-template <int kD>
-void qk_scores(const float* q, const float* k, int64_t d, int64_t count, float scale, float* s) {
+template <int kD, typename T>
+void qk_scores(const float* q, const T* k, int64_t d, int64_t count, float scale, float* s) {
   int64_t n = 0;
   for (; n + kW <= count; n += kW) qk_group<kD, true>(q, k, d, n, count, scale, s);
   if (n < count) qk_group<kD, false>(q, k, d, n, count, scale, s);
 }
 
-template <int kD, int NB>
-void pv_block(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+// acc[i0 : i0 + NB * kW] += sum over keys n < count of w[n] * V(n)[i0 : ...], where key n is
+// row n % bs of block vblock(n / bs) ([bs, D], float32 or bfloat16); acc stays in registers
+// for all blocks.
+template <int kD, int NB, typename VBlock>
+void pv_cols(float* acc, const float* w, int64_t count, int64_t bs, int64_t d_rt, int64_t i0,
+             const VBlock& vblock) {
   const int64_t d = kD ? kD : d_rt;
   vf c[NB];
 #pragma GCC unroll 8
-  for (int b = 0; b < NB; ++b) c[b] = vload(acc + b * kW);
-  for (int64_t n = 0; n < count; ++n) {
-    vf wn = vset1(w[n]);
-    const float* vn = v + n * d;
+  for (int b = 0; b < NB; ++b) c[b] = vload(acc + i0 + b * kW);
+  for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j) {
+    const auto* v = vblock(j) + i0;
+    const int64_t nk = std::min(bs, count - n0);
+    for (int64_t n = 0; n < nk; ++n) {
+      vf wn = vset1(w[n0 + n]);
 #pragma GCC unroll 8
-    for (int b = 0; b < NB; ++b) c[b] = vfmadd(wn, vload(vn + b * kW), c[b]);
+      for (int b = 0; b < NB; ++b) c[b] = vfmadd(wn, vload(v + n * d + b * kW), c[b]);
+    }
   }
 #pragma GCC unroll 8
-  for (int b = 0; b < NB; ++b) vstore(acc + b * kW, c[b]);
+  for (int b = 0; b < NB; ++b) vstore(acc + i0 + b * kW, c[b]);
 }
 
-// acc[:] += sum_n w[n] * v[n, :] for n < count; v rows are d floats apart.
-template <int kD>
-void pv_accumulate(float* acc, const float* w, const float* v, int64_t count, int64_t d_rt) {
+// acc[:] += sum_n w[n] * V(n) for n < count, keys in blocks of bs (see pv_cols).
+template <int kD, typename VBlock>
+void pv_accumulate(float* acc, const float* w, int64_t count, int64_t bs, int64_t d_rt,
+                   const VBlock& vblock) {
   const int64_t d = kD ? kD : d_rt;
   int64_t i = 0;
-  for (; i + 8 * kW <= d; i += 8 * kW) pv_block<kD, 8>(acc + i, w, v + i, count, d);
-  for (; i + 4 * kW <= d; i += 4 * kW) pv_block<kD, 4>(acc + i, w, v + i, count, d);
-  for (; i + kW <= d; i += kW) pv_block<kD, 1>(acc + i, w, v + i, count, d);
+  for (; i + 8 * kW <= d; i += 8 * kW) pv_cols<kD, 8>(acc, w, count, bs, d, i, vblock);
+  for (; i + 4 * kW <= d; i += 4 * kW) pv_cols<kD, 4>(acc, w, count, bs, d, i, vblock);
+  for (; i + kW <= d; i += kW) pv_cols<kD, 1>(acc, w, count, bs, d, i, vblock);
   if (i < d) {
     int rem = static_cast<int>(d - i);
     vf c = vload(acc + i, rem);
-    for (int64_t n = 0; n < count; ++n) c = vfmadd(vset1(w[n]), vload(v + n * d + i, rem), c);
+    for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j) {
+      const auto* v = vblock(j) + i;
+      for (int64_t n = 0; n < std::min(bs, count - n0); ++n)
+        c = vfmadd(vset1(w[n0 + n]), vload(v + n * d, rem), c);
+    }
     vstore(acc + i, c, rem);
   }
 }
@@ -100,10 +113,10 @@ void scale_row(float* x, float alpha, int64_t d) {
   if (i < d) vstore(x + i, vmul(vload(x + i, static_cast<int>(d - i)), a), static_cast<int>(d - i));
 }
 
-// Online-softmax update of one query vector with scores s[0:count] (overwritten by weights).
-template <int kD>
-void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* acc, float* m,
-                    float* l) {
+// Online-softmax update of one query vector with scores s[0:count] (overwritten by their
+// weights exp(s - m)); rescales acc when the running max grows. The caller then adds the
+// weighted values to acc.
+inline void softmax_update(float* s, int64_t count, int64_t d, float* acc, float* m, float* l) {
   float mb = kNegInf;
   int64_t n = 0;
   if (count >= kW) {
@@ -133,7 +146,6 @@ void softmax_update(float* s, int64_t count, const float* v, int64_t d, float* a
     sum = vadd(sum, vload(s + n, rem));
   }
   *l += vreduce_add(sum);
-  pv_accumulate<kD>(acc, s, v, count, d);
 }
 
 template <typename C>

@@ -1,7 +1,8 @@
 // Paged attention for one ISA tier (included once by attention_<isa>.cc); see AttentionPlan in
 // cpu_kernels.h for the work decomposition. Invariants:
-//  - a unit streams each cache block of its KV head once for all its query vectors (the tile's
-//    rows x the group's query heads), widening a bfloat16 block to float32 once;
+//  - a unit visits each cache block of its KV head for all its query vectors (the tile's rows x
+//    the group's query heads) within one split of blocks_per_split blocks, so the split's K/V
+//    stay in cache; a bfloat16 split is widened to float32 once when enough vectors share it;
 //  - each split keeps an online softmax (running max m, sum l, unnormalized acc) in float32;
 //    splits are merged in split order by combine(), identically in both execution modes, so
 //    the output does not depend on the thread count.
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <functional>
+#include <type_traits>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/attention_block.h"
@@ -60,7 +62,13 @@ bool make_unit(const PagedAttentionParams& p, const AttentionPlan& plan, int64_t
   return true;
 }
 
-// Computes split `split` of unit u into out. work: thread scratch past the two partials.
+// Query vectors of a unit from which a bfloat16 split is widened to float32 once (see below).
+constexpr int64_t kWidenMinVectors = 2;
+
+// Computes split `split` of unit u into out: per query vector, the scores of all its visible
+// keys in the split, one softmax update, then P.V over the split's blocks. A bfloat16 split is
+// widened to float32 once when the unit has kWidenMinVectors vectors or more, else read as
+// bfloat16 (same values either way). work: thread scratch past the partials.
 template <typename C, int kD>
 void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, const Unit& u,
                   int64_t split, Partial out, float* work) {
@@ -71,29 +79,50 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
     out.l[v] = 0.0f;
     for (int64_t i = 0; i < d; ++i) out.acc[v * d + i] = 0.0f;
   }
-  float* scores = work;                               // [block_size]
-  float* kbuf = scores + (bs + 15) / 16 * 16;         // [block_size, D]
-  float* vbuf = kbuf + (bs * d + 15) / 16 * 16;       // [block_size, D]
+  const int64_t split_keys = plan.blocks_per_split * bs;
+  float* scores = work;                                 // [split_keys]
+  float* kbuf = scores + (split_keys + 15) / 16 * 16;   // [split_keys, D] (bfloat16 caches)
+  float* vbuf = kbuf + (split_keys * d + 15) / 16 * 16;  // [split_keys, D] (bfloat16 caches)
   const int32_t* table = p.block_tables.ptr<int32_t>() + u.b * p.block_tables.stride[0];
-  int64_t last_pos = u.pos0 + u.rows - 1;
-  int64_t blk_begin = split * plan.blocks_per_split;
-  int64_t blk_end = std::min(blk_begin + plan.blocks_per_split, last_pos / bs + 1);
-  for (int64_t j = blk_begin; j < blk_end; ++j) {
-    int64_t key0 = j * bs;
-    int64_t nk = std::min(bs, u.seq_len - key0);
-    int64_t off = ((static_cast<int64_t>(table[j]) * plan.num_kv_heads + u.g) * bs) * d;
-    const float* kb = block_rows<C>(p.k_cache.ptr<C>() + off, kbuf, nk * d);
-    const float* vb = block_rows<C>(p.v_cache.ptr<C>() + off, vbuf, nk * d);
+  const int64_t last_pos = u.pos0 + u.rows - 1;
+  const int64_t blk_begin = split * plan.blocks_per_split;
+  const int64_t blk_end = std::min(blk_begin + plan.blocks_per_split, last_pos / bs + 1);
+  const int64_t key_begin = blk_begin * bs;
+  auto cache_offset = [&](int64_t j) {  // block j of the split, [bs, D] in the cache
+    return ((static_cast<int64_t>(table[blk_begin + j]) * plan.num_kv_heads + u.g) * bs) * d;
+  };
+  // Widening costs ~3 ops per 16 values once; reading bfloat16 costs ~2 extra per 16 values per
+  // vector: widen when two or more vectors share the split.
+  const bool widen = !std::is_same<C, float>::value && nv >= kWidenMinVectors;
+  if (widen) {
+    for (int64_t j = 0; j < blk_end - blk_begin; ++j) {
+      int64_t nk = std::min(bs, u.seq_len - key_begin - j * bs);
+      block_rows<C>(p.k_cache.ptr<C>() + cache_offset(j), kbuf + j * bs * d, nk * d);
+      block_rows<C>(p.v_cache.ptr<C>() + cache_offset(j), vbuf + j * bs * d, nk * d);
+    }
+  }
+  auto run = [&](auto kblock, auto vblock) {
+    const int64_t key_end = std::min(u.seq_len, blk_end * bs);
     for (int64_t r = 0; r < u.rows; ++r) {
-      int64_t vis = std::min(nk, u.pos0 + r - key0 + 1);
-      if (vis <= 0) continue;
+      const int64_t count = std::min(key_end, u.pos0 + r + 1) - key_begin;  // visible keys
+      if (count <= 0) continue;
       const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
       for (int64_t gh = 0; gh < group; ++gh) {
-        int64_t v = r * group + gh;
-        qk_scores<kD>(qrow + (u.g * group + gh) * p.q.stride[1], kb, d, vis, p.scale, scores);
-        softmax_update<kD>(scores, vis, vb, d, out.acc + v * d, out.m + v, out.l + v);
+        const int64_t v = r * group + gh;
+        const float* q = qrow + (u.g * group + gh) * p.q.stride[1];
+        for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j)
+          qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, scores + n0);
+        softmax_update(scores, count, d, out.acc + v * d, out.m + v, out.l + v);
+        pv_accumulate<kD>(out.acc + v * d, scores, count, bs, d, vblock);
       }
     }
+  };
+  if (widen) {
+    run([&](int64_t j) -> const float* { return kbuf + j * bs * d; },
+        [&](int64_t j) -> const float* { return vbuf + j * bs * d; });
+  } else {
+    run([&](int64_t j) -> const C* { return p.k_cache.ptr<C>() + cache_offset(j); },
+        [&](int64_t j) -> const C* { return p.v_cache.ptr<C>() + cache_offset(j); });
   }
 }
 

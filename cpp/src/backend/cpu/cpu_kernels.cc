@@ -81,8 +81,9 @@ AttentionPlan plan_attention(const PagedAttentionParams& p, int num_threads) {
   int64_t v = plan.vectors_per_tile;
   int64_t d = plan.head_dim;
   plan.partial_floats = round_up(v * (d + 2), 16);
-  plan.thread_scratch_floats = 2 * plan.partial_floats + round_up(plan.block_size, 16) +
-                               2 * round_up(plan.block_size * d, 16);
+  const int64_t split_keys = plan.blocks_per_split * plan.block_size;
+  plan.thread_scratch_floats = 2 * plan.partial_floats + round_up(split_keys, 16) +
+                               2 * round_up(split_keys * d, 16);
   int64_t split_items = plan.num_seqs * plan.max_tiles * plan.max_splits * plan.num_kv_heads;
   int64_t partial_total = split_items * plan.partial_floats;
   plan.split_parallel = num_threads > 1 && plan.max_splits > 1 &&

@@ -64,8 +64,10 @@ struct PackedArgs {
   int64_t m, n, k, panels;
 };
 
-// Rows [m0, m0 + MR) x panels [p, p + NP).
-template <int MR, int NP, typename W>
+// Rows [m0, m0 + MR) x panels [p, p + NP). kPrefetch: also prefetches panels [p + NP, p + 2NP)
+// into L2 at the pace they will be read, so the next tile's weights stream from memory while
+// this one computes (one weight stream alone is latency bound).
+template <int MR, int NP, typename W, bool kPrefetch>
 void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
   constexpr int NV = NP * kPV;
   const W* w = static_cast<const W*>(a.w) + p * a.k * kPanelCols;
@@ -76,7 +78,16 @@ void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
   for (int mi = 0; mi < MR; ++mi)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[mi][v] = vzero();
+  constexpr int kLines = static_cast<int>(kPanelCols * sizeof(W) / 64);  // cache lines per k
+  const char* pf = reinterpret_cast<const char*>(w + NP * panel_stride);
   for (int64_t kk = 0; kk < a.k; ++kk) {
+    if (kPrefetch) {
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q)
+#pragma GCC unroll 2
+        for (int l = 0; l < kLines; ++l)
+          _mm_prefetch(pf + ((q * panel_stride + kk * kPanelCols) * sizeof(W)) + 64 * l, _MM_HINT_T1);
+    }
     vf wv[NV];
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) load_panel(w + q * panel_stride + kk * kPanelCols, wv + q * kPV);
@@ -108,22 +119,34 @@ void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
   }
 }
 
-// Rows [m0, m0 + MR) x panels [p0, p1).
+// Rows [m0, m0 + MR) x panels [p0, p1); prefetch: the first row tile over these panels.
 template <int MR, typename W>
-void packed_rows(const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1) {
+void packed_rows(const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, bool prefetch) {
   constexpr int NP = tile_panels<MR>();
   int64_t p = p0;
-  for (; p + NP <= p1; p += NP) packed_tile<MR, NP, W>(a, m0, p);
-  for (; p < p1; ++p) packed_tile<MR, 1, W>(a, m0, p);
+  for (; p + NP <= p1; p += NP) {
+    if (prefetch && p + 2 * NP <= a.panels) {
+      packed_tile<MR, NP, W, true>(a, m0, p);
+    } else {
+      packed_tile<MR, NP, W, false>(a, m0, p);
+    }
+  }
+  for (; p < p1; ++p) {
+    if (prefetch && p + 2 <= a.panels) {
+      packed_tile<MR, 1, W, true>(a, m0, p);
+    } else {
+      packed_tile<MR, 1, W, false>(a, m0, p);
+    }
+  }
 }
 
 // packed_rows for a run-time row count r in [1, MR].
 template <int MR, typename W>
-void packed_rows_any(int r, const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1) {
+void packed_rows_any(int r, const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, bool prefetch) {
   if constexpr (MR > 1) {
-    if (r < MR) return packed_rows_any<MR - 1, W>(r, a, m0, p0, p1);
+    if (r < MR) return packed_rows_any<MR - 1, W>(r, a, m0, p0, p1, prefetch);
   }
-  packed_rows<MR, W>(a, m0, p0, p1);
+  packed_rows<MR, W>(a, m0, p0, p1, prefetch);
 }
 
 template <int MR>
@@ -148,7 +171,7 @@ void packed_block(const PackedArgs& a, int64_t m0, int64_t m1, int64_t p0, int64
     int64_t r0 = m0;
     for (int64_t t = 0; t < tiles; ++t) {
       const int r = static_cast<int>(rows / tiles + (t < rows % tiles ? 1 : 0));
-      packed_rows_any<kMaxTileRows, W>(r, a, r0, p, pe);
+      packed_rows_any<kMaxTileRows, W>(r, a, r0, p, pe, t == 0);
       r0 += r;
     }
   }
