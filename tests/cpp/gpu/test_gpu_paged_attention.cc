@@ -21,7 +21,8 @@ struct Batch {
   std::vector<int> q_lens, seq_lens;
 };
 
-enum class Path { kNativeNoWorkspace, kNative, kGpuAttention };
+// kAuto / kFlashInfer: through GpuAttention (plan + run) with attention_backend "auto" / "flashinfer".
+enum class Path { kNativeNoWorkspace, kNative, kAuto, kFlashInfer };
 
 struct Case {
   DType dtype = DType::kBFloat16;
@@ -139,7 +140,7 @@ void run_case(const Case& c, Path path, uint64_t seed) {
   } else {
     pagedllm::AttentionBackendKind kind;
     std::string error;
-    ASSERT_TRUE(pagedllm::resolve_attention_backend("auto", &kind, &error));
+    ASSERT_TRUE(pagedllm::resolve_attention_backend(path == Path::kAuto ? "auto" : "flashinfer", &kind, &error));
     pagedllm::GpuAttention attention(kind);
     pagedllm::AttentionPlanInputs in;
     in.query_start_loc = qsl.data();
@@ -267,8 +268,7 @@ GPU_OP_TEST(paged_attention, prefill_long_prompt) {
   run_case(c, Path::kNative, 81);
 }
 
-GPU_OP_TEST(paged_attention, gpu_attention_dispatch_matches_reference) {
-  // "auto": FlashInfer where compiled in (bf16/fp16, its head dims), native otherwise.
+void dispatch_cases(Path path) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
     for (int d : {64, 128, 256}) {
       Case c;
@@ -277,14 +277,25 @@ GPU_OP_TEST(paged_attention, gpu_attention_dispatch_matches_reference) {
       c.num_q_heads = 16;
       c.num_kv_heads = 4;
       c.batch = decode_batch({1, 17, 200, 1300});
-      run_case(c, Path::kGpuAttention, 91 + d);
+      run_case(c, path, 91 + d);
       c.batch = {{37, 1, 100, 1, 5}, {37, 300, 100, 1, 530}};
-      run_case(c, Path::kGpuAttention, 92 + d);
+      run_case(c, path, 92 + d);
       c.num_q_heads = 32;  // group 8
       c.batch = {{1, 1, 1}, {5, 800, 16}};
-      run_case(c, Path::kGpuAttention, 93 + d);
+      run_case(c, path, 93 + d);
+      c.num_q_heads = 20;  // group 5: no FlashInfer decode kernel, native
+      c.batch = decode_batch({3, 600});
+      run_case(c, path, 94 + d);
     }
   }
+}
+
+// FlashInfer where compiled in (bf16, fp16 when built, head dims 64/128/256), native otherwise;
+// "auto" sends decode steps to the native kernels, "flashinfer" to FlashInfer's decode.
+GPU_OP_TEST(paged_attention, gpu_attention_auto_matches_reference) { dispatch_cases(Path::kAuto); }
+
+GPU_OP_TEST(paged_attention, gpu_attention_flashinfer_matches_reference) {
+  if (pagedllm::flashinfer_compiled()) dispatch_cases(Path::kFlashInfer);
 }
 
 HOST_TEST(GpuChecks, paged_attention_rejects_bad_shapes) {
