@@ -27,8 +27,9 @@ std::unique_ptr<Backend> make_backend(const std::string& device = "cuda") {
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 HOST_TEST(GpuBackendCreate, device_strings_and_errors) {
+  const std::string platform = PAGEDLLM_GPU_PLATFORM_NAME;  // "cuda", or "hip" in the HIP build
   const std::vector<std::string> backends = pagedllm::built_backends();
-  EXPECT_TRUE(backends.size() == 2 && backends[1] == "cuda");
+  EXPECT_TRUE(backends.size() == 2 && backends[1] == platform);
   std::string error;
   EXPECT_TRUE(pagedllm::create_backend("cuda:x", 1, &error) == nullptr);
   EXPECT_TRUE(contains(error, "malformed device 'cuda:x'"));
@@ -42,9 +43,9 @@ HOST_TEST(GpuBackendCreate, device_strings_and_errors) {
     EXPECT_TRUE(pagedllm::create_backend("cuda", options, &error) == nullptr);
     EXPECT_TRUE(contains(error, "unknown attention_backend 'bogus'"));
   } else {
-    EXPECT_TRUE(contains(error, "no cuda device is available"));
+    EXPECT_TRUE(contains(error, "no " + platform + " device is available"));
     EXPECT_TRUE(pagedllm::create_backend("cuda", 1, &error) == nullptr);
-    EXPECT_TRUE(contains(error, "no cuda device is available"));
+    EXPECT_TRUE(contains(error, "no " + platform + " device is available"));
   }
 }
 
