@@ -98,7 +98,8 @@ __device__ __forceinline__ double mass_at_least(const float* p, int n, uint32_t 
 // The token a walk over p [n] (weights >= 0, zero weights are not tokens) in descending order
 // (higher weight, then lower index) stops at: the first whose cumulative weight passes target
 // (> target, or >= when inclusive), or the last token when none does. Returns its index and
-// its weight's bits in *bits. total is the sum of p; max_bits the largest weight's bits.
+// its weight's bits in *bits, or -1 when no weight is positive. total is the sum of p;
+// max_bits the largest weight's bits.
 // flags: [kSampleThreads] shared scratch.
 __device__ int select_crossing(const float* p, int n, double target, bool inclusive, double total,
                                uint32_t max_bits, double* scratch, unsigned char* flags, uint32_t* bits) {
@@ -130,6 +131,7 @@ __device__ int select_crossing(const float* p, int n, double target, bool inclus
   }
   above = block_all_reduce(above, SumOp(), scratch);
   num_equal = block_all_reduce(num_equal, SumOp(), scratch);
+  if (num_equal == 0) return -1;  // no token has a positive weight
   if (rank == 0 && num_equal > 1) {
     const double weight = static_cast<double>(__uint_as_float(key));
     const double q = ceil((target - above) / weight) - 1.0;

@@ -79,6 +79,7 @@ int select_crossing(const std::vector<float>& p, double target, bool inclusive, 
     if (float_bits(v) > key) above += v;
     num_equal += float_bits(v) == key;
   }
+  if (num_equal == 0) return -1;
   if (rank == 0 && num_equal > 1) {
     const double weight = bits_float(key);
     const double q = std::ceil((target - above) / weight) - 1.0;
