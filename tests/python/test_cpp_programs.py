@@ -11,29 +11,12 @@ import subprocess
 import pytest
 
 import models
+from cmake_tools import find_tool as _tool
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(REPO, "build", "cpp-tests")
 TESTS_BIN = os.path.join(BUILD, "tests", "cpp", "pagedllm_cpp_tests")
 EXAMPLE_BIN = os.path.join(BUILD, "cpp", "examples", "pagedllm_generate")
-
-
-def _tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    try:  # the PyPI cmake / ninja packages
-        if name == "cmake":
-            import cmake
-
-            return os.path.join(cmake.CMAKE_BIN_DIR, "cmake")
-        if name == "ninja":
-            import ninja
-
-            return os.path.join(ninja.BIN_DIR, "ninja")
-    except (ImportError, AttributeError):
-        return None
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -15,29 +15,13 @@ import subprocess
 
 import pytest
 
+from cmake_tools import find_tool as _tool
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(REPO, "build", "hip-ci")
 GPU_TESTS_BIN = os.path.join(BUILD, "tests", "cpp", "gpu", "pagedllm_gpu_tests")
 # Debian 12's hipcc (ROCm 5.2, clang 15) knows gfx90a but not gfx942; see hip/README.md.
 ARCHS = os.environ.get("PAGEDLLM_TEST_HIP_ARCHS", "gfx90a")
-
-
-def _tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    try:  # the PyPI cmake / ninja packages
-        if name == "cmake":
-            import cmake
-
-            return os.path.join(cmake.CMAKE_BIN_DIR, "cmake")
-        if name == "ninja":
-            import ninja
-
-            return os.path.join(ninja.BIN_DIR, "ninja")
-    except (ImportError, AttributeError):
-        return None
-    return None
 
 
 def _configure(build_dir: str, *defines: str) -> subprocess.CompletedProcess:
