@@ -17,9 +17,6 @@ namespace {
 
 using namespace pagedllm_test;
 
-using pagedllm::gpu_bfloat16;
-using pagedllm::gpu_half;
-
 template <typename T>
 uint16_t bits16(T v) {
   static_assert(sizeof(T) == 2, "16-bit storage");
@@ -46,30 +43,28 @@ std::vector<float> conversion_inputs() {
   return v;
 }
 
-HOST_TEST(GpuPlatform, bfloat16_conversions_round_to_nearest_even) {
+// encode/decode: the compat header's pair; ref_bits/ref_float: this program's encodings.
+template <typename Encode, typename Decode>
+void check_conversions(Encode encode, Decode decode, uint16_t (*ref_bits)(float), float (*ref_float)(uint16_t)) {
   for (float f : conversion_inputs()) {
-    const gpu_bfloat16 b = pagedllm::gpu_float_to_bfloat16(f);
-    const float back = pagedllm::gpu_bfloat16_to_float(b);
+    const auto v = encode(f);
+    const float back = decode(v);
     if (std::isnan(f)) {
       EXPECT_TRUE(std::isnan(back));
       continue;
     }
-    EXPECT_EQ(bits16(b), float_to_bf16_bits(f));
-    EXPECT_EQ(back, bf16_bits_to_float(float_to_bf16_bits(f)));
+    EXPECT_EQ(bits16(v), ref_bits(f));
+    EXPECT_EQ(back, ref_float(ref_bits(f)));
   }
 }
 
+HOST_TEST(GpuPlatform, bfloat16_conversions_round_to_nearest_even) {
+  check_conversions(pagedllm::gpu_float_to_bfloat16, pagedllm::gpu_bfloat16_to_float, float_to_bf16_bits,
+                    bf16_bits_to_float);
+}
+
 HOST_TEST(GpuPlatform, half_conversions_round_to_nearest_even) {
-  for (float f : conversion_inputs()) {
-    const gpu_half h = pagedllm::gpu_float_to_half(f);
-    const float back = pagedllm::gpu_half_to_float(h);
-    if (std::isnan(f)) {
-      EXPECT_TRUE(std::isnan(back));
-      continue;
-    }
-    EXPECT_EQ(bits16(h), float_to_half_bits(f));
-    EXPECT_EQ(back, half_bits_to_float(float_to_half_bits(f)));
-  }
+  check_conversions(pagedllm::gpu_float_to_half, pagedllm::gpu_half_to_float, float_to_half_bits, half_bits_to_float);
 }
 
 HOST_TEST(GpuPlatform, warp_size_and_attention_dispatch) {
