@@ -45,7 +45,7 @@ foreach(_root IN ITEMS "$ENV{ROCM_PATH}" "$ENV{HIP_PATH}" /opt/rocm)
   endif()
 endforeach()
 find_program(PAGEDLLM_HIPCC hipcc HINTS ${_pagedllm_rocm_roots} PATH_SUFFIXES bin)
-if(NOT PAGEDLLM_HIPCC)
+if(NOT PAGEDLLM_HIPCC OR NOT EXISTS "${PAGEDLLM_HIPCC}")
   _pagedllm_hip_unavailable("no hipcc was found"
                             "Install ROCm (or Debian's hipcc package), put hipcc on PATH or set "
                             "ROCM_PATH, or build with PAGEDLLM_HIP=OFF.")

@@ -3,7 +3,8 @@ gfx90a) builds pagedllm_core with every shared GPU source of cuda/sources.cmake 
 sources of hip/ compiled by hipcc, so a HIP source that breaks fails here; then it links the GPU
 kernel test program against it and runs its host cases (compat conversions, launcher checks,
 attention dispatch without FlashInfer), which need no device. Skipped where hipcc is absent (CI
-installs Debian's hipcc, see .ci/run). Device cases run only on a ROCm machine (hip/README.md);
+installs Debian's hipcc, see .ci/run), except the check that PAGEDLLM_HIP=ON without hipcc fails
+the configure while AUTO turns HIP off. Device cases run only on a ROCm machine (hip/README.md);
 set PAGEDLLM_TEST_HIP_ARCHS there (e.g. gfx942) to build for its GPU."""
 
 from __future__ import annotations
@@ -93,3 +94,15 @@ def test_hip_on_fails_loudly_for_an_unsupported_arch(hip_tools, tmp_path):
     r = _configure(str(tmp_path / "auto"), "-DPAGEDLLM_HIP=AUTO", "-DPAGEDLLM_HIP_ARCHS=notanarch")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "HIP backend off" in r.stdout, r.stdout[-3000:]
+
+
+def test_hip_on_fails_loudly_without_hipcc(tmp_path):
+    if not _tool("cmake") or not _tool("ninja"):
+        pytest.skip("cmake and ninja are needed (pip install cmake ninja)")
+    missing = str(tmp_path / "no-rocm" / "hipcc")
+    r = _configure(str(tmp_path / "on"), "-DPAGEDLLM_HIP=ON", f"-DPAGEDLLM_HIPCC={missing}")
+    assert r.returncode != 0
+    assert "PAGEDLLM_HIP=ON but no hipcc was found" in r.stderr, r.stderr[-3000:]
+    r = _configure(str(tmp_path / "auto"), "-DPAGEDLLM_HIP=AUTO", f"-DPAGEDLLM_HIPCC={missing}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "HIP backend off (no hipcc was found)" in r.stdout, r.stdout[-3000:]
