@@ -57,7 +57,7 @@ Loaded load() {
       break;
     }
     const char* why = dlerror();
-    tried += "\n  " + name + ": " + (why ? why : "not found");
+    tried += "\n  " + (why ? std::string(why) : name + ": not found");
   }
   if (handle == nullptr) {
     r.error = std::string("cuBLAS (") + kSoname + ") could not be loaded; tried:" + tried +
