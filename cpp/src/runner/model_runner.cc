@@ -171,7 +171,8 @@ void ModelRunner::capture_graphs(const std::vector<int64_t>& sizes) {
 
 void ModelRunner::profile_run() {
   const ModelConfig& mc = model_->config();
-  const int64_t T = config_.max_num_batched_tokens, B = config_.max_num_seqs, bs = config_.block_size;
+  const int64_t B = config_.max_num_seqs, bs = config_.block_size;
+  const int64_t T = std::min(config_.max_num_batched_tokens, B * config_.max_model_len);  // no sequence > max_model_len
   const int64_t longest = (T + B - 1) / B;
   const int64_t blocks = (longest + bs - 1) / bs;
   const int64_t nkv = mc.num_key_value_heads, D = mc.head_dim;
