@@ -179,9 +179,12 @@ Status EngineImpl::init(const EngineConfig& config) {
   beams_ = std::make_unique<BeamGroups>(info_, scheduler_.get());
 
   sampler_ = std::make_unique<Sampler>(model_config_.vocab_size);
+  int64_t graph_bytes = 0;  // device memory the graphs took (free before - free after)
   if (graphs) {
     phases.begin("graph capture");
+    const int64_t free_before = backend_->memory_info().free_bytes;
     runner_->capture_graphs(graph_sizes);
+    graph_bytes = free_before - backend_->memory_info().free_bytes;
   }
   phases.end();
 
@@ -197,7 +200,8 @@ Status EngineImpl::init(const EngineConfig& config) {
   info_.max_num_seqs = max_seqs;
   counters_.num_kv_blocks_total = num_blocks;
   if (config.log_stats) {
-    print_startup(info_, backend_->name(), sizing.value(), config.gpu_memory_utilization, graph_sizes, phases);
+    print_startup(info_, backend_->name(), sizing.value(), config.gpu_memory_utilization, graph_sizes, graph_bytes,
+                  phases);
   }
   return Status();
 }

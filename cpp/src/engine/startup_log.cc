@@ -9,7 +9,7 @@ double gib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0
 
 void print_startup(const ModelInfo& info, const std::string& device, const KvCacheSizing& sizing,
                    double gpu_memory_utilization, const std::vector<int64_t>& graph_sizes,
-                   const StartupPhases& phases) {
+                   int64_t graph_bytes, const StartupPhases& phases) {
   const long long tokens = static_cast<long long>(info.num_kv_blocks * info.block_size);
   std::fprintf(stderr,
                "pagedllm: %s (%s) on %s: KV cache %lld blocks x %lld tokens (%.2f GiB), max concurrent tokens "
@@ -25,9 +25,13 @@ void print_startup(const ModelInfo& info, const std::string& device, const KvCac
   if (graph_sizes.empty()) {
     std::fprintf(stderr, "pagedllm: graphs off: every step runs eagerly\n");
   } else {
-    std::fprintf(stderr, "pagedllm: graphs: decode steps of %zu batch sizes (%lld..%lld) captured\n",
+    const int64_t reserve = graph_reserve_bytes(graph_sizes.size());
+    std::fprintf(stderr,
+                 "pagedllm: graphs: decode steps of %zu batch sizes (%lld..%lld) captured, %.1f MiB of device "
+                 "memory (%.1f MiB kept for them)%s\n",
                  graph_sizes.size(), static_cast<long long>(graph_sizes.front()),
-                 static_cast<long long>(graph_sizes.back()));
+                 static_cast<long long>(graph_sizes.back()), graph_bytes / 1048576.0, reserve / 1048576.0,
+                 sizing.from_profile && graph_bytes > reserve ? ": more than kept, lower gpu_memory_utilization" : "");
   }
   std::fprintf(stderr, "pagedllm: start-up %.2f s: %s\n", phases.total_seconds(), phases.summary().c_str());
 }

@@ -1,6 +1,7 @@
 // The start-up log of Engine::create: StartupPhases times each phase (load weights, profile,
 // KV cache, graph capture; disjoint and in order, begin() ends the running phase) and
-// print_startup writes the KV-cache size, how it was chosen, the graphs and the phases to stderr.
+// print_startup writes the KV-cache size, how it was chosen, the graphs (graph_bytes: the device
+// memory their capture took) and the phases to stderr.
 #pragma once
 
 #include <chrono>
@@ -54,6 +55,6 @@ class StartupPhases {
 
 void print_startup(const ModelInfo& info, const std::string& device, const KvCacheSizing& sizing,
                    double gpu_memory_utilization, const std::vector<int64_t>& graph_sizes,
-                   const StartupPhases& phases);
+                   int64_t graph_bytes, const StartupPhases& phases);
 
 }  // namespace pagedllm
