@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/backend.h"
 #include "sample/device_sampling.h"
 #include "sample/sampler.h"
 #include "test_harness.h"
@@ -353,4 +354,105 @@ TEST(DeviceSampling, KernelAlgorithmMatchesHostSampler) {
   }
   EXPECT_EQ(cases, 1500);
   EXPECT_EQ(mismatches, 0);
+}
+
+namespace {
+
+// A host "device" that claims device sampling and runs model_kernel in sample(), so that
+// DeviceSampler's upload, op call and read-back (token, rank and logprob layout) run here.
+class FakeSamplingBackend : public Backend {
+ public:
+  std::string name() const override { return "fake"; }
+  DType activation_dtype(DType) const override { return DType::kFloat32; }
+  size_t default_kv_cache_bytes() const override { return 0; }
+  void* allocate(size_t nbytes) override { return std::calloc((nbytes + 63) / 64 * 64 + 64, 1); }
+  void deallocate(void* data) override { std::free(data); }
+  void copy_to_device(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
+  void copy_to_host(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
+  void synchronize() override {}
+  Tensor upload_weight(const Tensor& src, DType, Buffer*) override { return src; }
+  void embedding(const EmbeddingParams&) override {}
+  void rms_norm(const RmsNormParams&) override {}
+  void head_rms_norm(const HeadRmsNormParams&) override {}
+  void linear(const LinearParams&) override {}
+  void rotary_embedding(const RotaryParams&) override {}
+  void silu_and_mul(const SiluAndMulParams&) override {}
+  void write_kv_cache(const WriteKvCacheParams&) override {}
+  void paged_attention(const PagedAttentionParams&) override {}
+  void gather_rows(const GatherRowsParams&) override {}
+  void copy_blocks(const CopyBlocksParams&) override {}
+  bool supports_device_sampling() const override { return true; }
+  void sample(const SampleParams& p) override {
+    ++num_calls;
+    const int64_t R = p.logits.shape[0], V = p.logits.shape[1];
+    Sampler sampler(V);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* row = p.logits.ptr<float>() + r * p.logits.stride[0];
+      SampleRowParams record;
+      std::memcpy(&record, p.rows.ptr<int32_t>() + r * kSampleRowInts, sizeof(record));
+      const int token = model_kernel(row, static_cast<int>(V), record, p.token_lists.ptr<int32_t>());
+      p.token_ids.ptr<int32_t>()[r] = token;
+      if (p.logprobs.data == nullptr) continue;
+      const TokenLogprobs lp = sampler.compute_logprobs(row, token, 0);
+      p.logprobs.ptr<float>()[r] = lp.logprob;
+      p.ranks.ptr<int32_t>()[r] = static_cast<int32_t>(lp.rank);
+    }
+  }
+  int num_calls = 0;
+};
+
+}  // namespace
+
+TEST(DeviceSampling, DeviceSamplerMatchesHostThroughTheBackend) {
+  const int64_t V = 257, max_rows = 6;
+  FakeSamplingBackend backend;
+  DeviceSampler device(&backend, V, max_rows);
+  Sampler sampler(V);
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  for (int step = 0; step < 4; ++step) {
+    const int64_t R = step == 3 ? max_rows : 1 + step;
+    std::vector<RowSpec> specs(R);
+    std::vector<float> logits(R * V);
+    for (float& x : logits) x = dist(rng);
+    for (int64_t r = 0; r < R; ++r) {
+      RowSpec& s = specs[r];
+      s.params.temperature = r % 3 == 0 ? 0.0f : 0.8f;
+      s.params.top_p = r % 2 ? 0.9f : 1.0f;
+      s.params.logprobs = r % 2 ? 0 : -1;
+      s.params.repetition_penalty = 1.2f;
+      s.params.frequency_penalty = 0.3f;
+      for (int i = 0; i < 20 * (step + 1); ++i) s.prompt.push_back(static_cast<int32_t>(rng() % V));  // lists grow
+      for (int i = 0; i < step; ++i) s.output.push_back(static_cast<int32_t>(rng() % V));
+      s.seed = rng();
+    }
+    std::vector<SamplingContext> rows;
+    for (const RowSpec& s : specs) rows.push_back(context(s));
+    std::vector<int32_t> tokens;
+    std::vector<TokenLogprobs> logprobs;
+    device.sample(Tensor::contiguous(logits.data(), DType::kFloat32, {R, V}), rows, &tokens, &logprobs);
+    ASSERT_EQ(static_cast<int64_t>(tokens.size()), R);
+    ASSERT_EQ(static_cast<int64_t>(logprobs.size()), R);
+    for (int64_t r = 0; r < R; ++r) {
+      const SampleResult want = sampler.sample(logits.data() + r * V, rows[r]);
+      EXPECT_EQ(tokens[r], want.token_id);
+      if (specs[r].params.logprobs < 0) {
+        EXPECT_EQ(logprobs[r].rank, 0);
+        continue;
+      }
+      EXPECT_EQ(logprobs[r].token_id, want.logprobs.token_id);
+      EXPECT_EQ(logprobs[r].rank, want.logprobs.rank);
+      EXPECT_EQ(logprobs[r].logprob, want.logprobs.logprob);
+      EXPECT_TRUE(logprobs[r].top.empty());
+    }
+  }
+  EXPECT_EQ(backend.num_calls, 4);
+  std::vector<float> too_many((max_rows + 1) * V, 0.0f);
+  std::vector<RowSpec> specs(max_rows + 1);
+  std::vector<SamplingContext> rows;
+  for (const RowSpec& s : specs) rows.push_back(context(s));
+  std::vector<int32_t> tokens;
+  std::vector<TokenLogprobs> logprobs;
+  EXPECT_CHECK_FAILS(device.sample(Tensor::contiguous(too_many.data(), DType::kFloat32, {max_rows + 1, V}), rows,
+                                   &tokens, &logprobs));
 }
