@@ -1,8 +1,10 @@
 """LLMEngine: the Python side of one engine (tokenize, submit, step, detokenize).
 
-Shared by the LLM class and the HTTP server. A request with ``n`` samples runs as ``n`` core
-requests ``"<id>#<i>"`` (just ``"<id>"`` when n is 1), added together as parallel samples that
-share the prompt's KV blocks, whose outputs are gathered into one RequestOutput. Not thread-safe: call it from one thread at a time.
+Shared by the LLM class and the HTTP server. A request with ``n`` samples (``best_of`` when
+set) runs as that many core requests ``"<id>#<i>"`` (just ``"<id>"`` for one), added together
+as parallel samples that share the prompt's KV blocks, whose outputs are gathered into one
+RequestOutput. A beam search is one core request whose result take_beam_search_output()
+returns once it finished. Not thread-safe: call it from one thread at a time.
 """
 
 from __future__ import annotations

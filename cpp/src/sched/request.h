@@ -24,7 +24,7 @@ struct Request {
   uint64_t group_id = 0;
   // Requests with the same nonzero beam_group_id are the live beams of one beam search: the
   // scheduler runs, preempts and admits them as a unit and leaves their tokens to the engine's
-  // beam step (sched/beam_fork.h); 0 = none.
+  // beam step (Scheduler::fork_beams, engine/beam_groups.h); 0 = none.
   uint64_t beam_group_id = 0;
   int64_t beam_width = 0;      // beams the group may hold (seats reserved in max_num_seqs)
   // A beam whose last token's logits have been turned into beam_candidates: it has no work
