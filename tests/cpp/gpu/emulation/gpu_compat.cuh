@@ -22,7 +22,9 @@
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define PAGEDLLM_GPU_PLATFORM_NAME "emu"
-#define PAGEDLLM_WARP_SIZE 32
+#ifndef PAGEDLLM_WARP_SIZE
+#define PAGEDLLM_WARP_SIZE 32  // -DPAGEDLLM_WARP_SIZE=64 emulates a HIP wavefront
+#endif
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct uint2 { unsigned x, y; };
@@ -34,7 +36,7 @@ inline int max(int a, int b) { return a > b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
 
 namespace emu {
-struct Warp { std::barrier<> bar{32}; uint64_t buf[32]; };
+struct Warp { std::barrier<> bar{PAGEDLLM_WARP_SIZE}; uint64_t buf[PAGEDLLM_WARP_SIZE]; };
 struct Block { std::barrier<> bar; std::vector<std::unique_ptr<Warp>> warps; explicit Block(int n) : bar(n) {} };
 inline thread_local Block* tl_block = nullptr;
 inline thread_local dim3 tl_tid, tl_bid;
@@ -44,13 +46,13 @@ void launch(dim3 grid, int threads, int, void*, F f) {
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
         Block blk(threads);
-        for (int w = 0; w < threads / 32; ++w) blk.warps.push_back(std::make_unique<Warp>());
+        for (int w = 0; w < threads / PAGEDLLM_WARP_SIZE; ++w) blk.warps.push_back(std::make_unique<Warp>());
         std::vector<std::thread> ts;
         for (int t = 0; t < threads; ++t)
           ts.emplace_back([&, t] {
             tl_block = &blk; tl_tid = dim3(t, 0, 0); tl_bid = dim3(x, y, z);
             f();
-            blk.warps[t / 32]->bar.arrive_and_drop();
+            blk.warps[t / PAGEDLLM_WARP_SIZE]->bar.arrive_and_drop();
             blk.bar.arrive_and_drop();
           });
         for (auto& th : ts) th.join();
@@ -78,8 +80,8 @@ inline gpuError_t gpuFree(void* p) { std::free(p); return 0; }
 inline bool gpu_stream_is_capturing(gpuStream_t) { return false; }
 template <typename T>
 T gpu_shfl_xor(T v, int mask) {
-  const int t = threadIdx.x, lane = t % 32;
-  auto& w = *::emu::tl_block->warps[t / 32];
+  const int t = threadIdx.x, lane = t % PAGEDLLM_WARP_SIZE;
+  auto& w = *::emu::tl_block->warps[t / PAGEDLLM_WARP_SIZE];
   uint64_t raw = 0; std::memcpy(&raw, &v, sizeof(T));
   w.buf[lane] = raw;
   w.bar.arrive_and_wait();
