@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "gpu_test.h"
 #include "kernels/sampling.cuh"
 #include "sample/device_sampling.h"
@@ -273,6 +275,45 @@ GPU_OP_TEST(sample, draws_follow_softmax_and_host) {
     const double p = std::exp(static_cast<double>(row[i])) / z;
     const double sigma = std::sqrt(R * p * (1.0 - p));
     EXPECT_NEAR(counts[i], R * p, 5.0 * sigma + 1.0);
+  }
+}
+
+// The engine's path: DeviceSampler on the GPU backend (Backend::sample, packed upload, read-back
+// of tokens, ranks and logprobs) against the host Sampler, over several steps of one sampler.
+GPU_OP_TEST(sample, device_sampler_through_backend) {
+  std::string error;
+  std::unique_ptr<pagedllm::Backend> backend = pagedllm::create_backend("cuda", 1, &error);
+  ASSERT_TRUE(backend != nullptr);
+  ASSERT_TRUE(backend->supports_device_sampling());
+  const int64_t V = 32000, max_rows = 16;
+  pagedllm::DeviceSampler device(backend.get(), V, max_rows);
+  pagedllm::Buffer d_logits = backend->allocate_buffer(max_rows * V * sizeof(float));
+  pagedllm::Sampler sampler(V);
+  Rng rng(4242);
+  for (int step = 0; step < 5; ++step) {
+    const int64_t R = step == 4 ? max_rows : 3 * step + 1;
+    std::vector<RowSpec> specs;
+    std::vector<float> logits;
+    for (int64_t r = 0; r < R; ++r) {
+      specs.push_back(random_spec(rng, V, r % 5 == 0));
+      specs.back().params.logprobs = r % 2 ? 0 : -1;
+      const std::vector<float> row = random_logits(rng, V, 2.5f);
+      logits.insert(logits.end(), row.begin(), row.end());
+    }
+    backend->copy_to_device(d_logits.data(), logits.data(), logits.size() * sizeof(float));
+    std::vector<SamplingContext> rows;
+    for (const RowSpec& s : specs) rows.push_back(context(s));
+    std::vector<int32_t> tokens;
+    std::vector<pagedllm::TokenLogprobs> logprobs;
+    device.sample(d_logits.as_tensor(DType::kFloat32, {max_rows, V}).slice_rows(0, R), rows, &tokens, &logprobs);
+    for (int64_t r = 0; r < R; ++r) {
+      const pagedllm::SampleResult want = sampler.sample(logits.data() + r * V, rows[r]);
+      EXPECT_EQ(tokens[r], want.token_id);
+      if (specs[r].params.logprobs < 0) continue;
+      EXPECT_EQ(logprobs[r].token_id, want.logprobs.token_id);
+      EXPECT_EQ(logprobs[r].rank, want.logprobs.rank);
+      EXPECT_NEAR(logprobs[r].logprob, want.logprobs.logprob, 1e-4);
+    }
   }
 }
 
