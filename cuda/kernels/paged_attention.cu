@@ -2,10 +2,15 @@
 // decode (split-K + merge) or the prefill (tiled) path, see paged_attention.cuh.
 #include "kernels/paged_attention.cuh"
 
+#include <algorithm>
+
 #include "kernels/paged_attention_common.cuh"
 
 namespace pagedllm {
 namespace {
+
+// Decode thread blocks worth filling the GPU with before splitting sequences further.
+constexpr int64_t kDecodeTargetBlocks = 1024;
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
@@ -70,10 +75,13 @@ void launch_paged_attention(const PagedAttentionParams& p, const PagedAttentionW
   }
   if (ws.data == nullptr) {
     a.num_partitions = 1;
-    a.partition_tokens = p.max_seq_len;
   } else {
-    const int64_t parts = paged_attention_num_partitions(p.max_seq_len);
-    const size_t need = paged_attention_workspace_bytes(num_seqs, hq, p.max_seq_len, d);
+    // Enough partitions to keep about kDecodeTargetBlocks blocks busy, at most one per
+    // kPagedAttentionPartitionTokens keys of max_seq_len: a function of the static shape only.
+    const int64_t blocks = num_seqs * hkv;
+    const int64_t parts = std::max<int64_t>(
+        1, std::min((kDecodeTargetBlocks + blocks - 1) / blocks, paged_attention_num_partitions(p.max_seq_len)));
+    const size_t need = static_cast<size_t>(num_seqs * hq * parts * (d + 2)) * sizeof(float);
     PAGEDLLM_CHECK(need <= ws.nbytes, "paged_attention workspace of " << ws.nbytes << " bytes is too small for "
                                           << num_seqs << " sequences x " << hq << " heads x " << parts
                                           << " partitions x D " << d << " (" << need << " bytes)");
@@ -81,7 +89,6 @@ void launch_paged_attention(const PagedAttentionParams& p, const PagedAttentionW
     float* base = static_cast<float*>(ws.data);
     const int64_t rows = num_seqs * hq * parts;
     a.num_partitions = static_cast<int>(parts);
-    a.partition_tokens = static_cast<int>(kPagedAttentionPartitionTokens);
     a.part_out = base;
     a.part_max = base + rows * d;
     a.part_sum = a.part_max + rows;

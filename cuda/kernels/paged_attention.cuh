@@ -3,11 +3,13 @@
 //
 // Two paths, chosen from p.max_query_len:
 //  - decode (max_query_len <= 1, GQA group <= 16): one thread block per (KV head, sequence,
-//    partition of kPagedAttentionPartitionTokens keys) serves all query heads of the KV group,
-//    so each K/V block is read once per KV head; sequences longer than one partition are merged
-//    by a second kernel from the per-partition (output, max, sum) in the workspace. The grid
-//    covers p.max_seq_len: set it to max_model_len for graph capture; blocks past a sequence's
-//    length exit at once. Rows with q_len 0 are skipped.
+//    partition) serves all query heads of the KV group, so each K/V block is read once per KV
+//    head. With a workspace, P = min(ceil(1024 / (B * num_kv_heads)), ceil(max_seq_len / 512))
+//    partitions (enough blocks to fill the GPU); each sequence is cut into at most P parts of a
+//    multiple of 128 keys computed on the device, and a second kernel merges the per-partition
+//    (output, max, sum). The grid depends only on B, the heads and p.max_seq_len: set it to
+//    max_model_len for graph capture; blocks past a sequence's parts exit at once. Rows with
+//    q_len 0 are skipped.
 //  - prefill / mixed: a FlashAttention-2 style tiled kernel, one thread block per (tile of query
 //    rows x group heads, KV head, sequence), online softmax over key tiles in shared memory.
 // Supported: float32 / bfloat16 / float16 (q, caches and out of one dtype), head_dim 16, 32, 64,

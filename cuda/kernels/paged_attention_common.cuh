@@ -29,13 +29,23 @@ struct AttnArgs {
   int num_seqs = 0, num_q_heads = 0, num_kv_heads = 0, group = 1, block_size = 16;
   float scale = 1.0f;
   int max_query_len = 0;
-  // Decode split: partition p of sequence b covers keys [p * partition_tokens, ...).
+  // Decode split-K: partition p of sequence b covers keys [p * t, (p + 1) * t) with
+  // t = decode_partition_tokens(seq_lens[b], num_partitions); partitions past the end are empty.
   int num_partitions = 1;       // grid partitions (P)
-  int partition_tokens = 0;     // keys per partition
   float* part_out = nullptr;    // [B, Hq, P, D]
   float* part_max = nullptr;    // [B, Hq, P]
   float* part_sum = nullptr;    // [B, Hq, P]
 };
+
+constexpr int kDecodeChunk = 128;  // keys the decode kernel scores per pass
+
+// Keys per decode partition of a sequence of seq_len keys split at most num_partitions ways:
+// a multiple of kDecodeChunk, at least one chunk.
+__host__ __device__ __forceinline__ int decode_partition_tokens(int seq_len, int num_partitions) {
+  const int per = (seq_len + num_partitions - 1) / num_partitions;
+  const int rounded = (per + kDecodeChunk - 1) / kDecodeChunk * kDecodeChunk;
+  return rounded < kDecodeChunk ? kDecodeChunk : rounded;
+}
 
 // Element offset of key `t` of KV head `kvh` in a cache, through sequence b's block table.
 __device__ __forceinline__ int64_t cache_offset(const AttnArgs& a, const int32_t* table, int t, int kvh, int d) {

@@ -15,7 +15,7 @@ namespace pagedllm {
 namespace attn {
 namespace {
 
-constexpr int kChunk = 128;  // keys scored per pass
+constexpr int kChunk = kDecodeChunk;
 constexpr int kWarps = kThreads / PAGEDLLM_WARP_SIZE;
 
 template <typename T, int D, int GMAX>
@@ -37,9 +37,10 @@ __global__ void __launch_bounds__(kThreads) paged_attention_decode_kernel(AttnAr
   const int q_begin = a.query_start_loc[b];
   if (a.query_start_loc[b + 1] - q_begin <= 0) return;
   const int seq_len = a.seq_lens[b];
-  const int part_begin = part * a.partition_tokens;
+  const int part_tokens = decode_partition_tokens(seq_len, a.num_partitions);
+  const int part_begin = part * part_tokens;
   if (part_begin >= seq_len) return;
-  const int part_end = min(seq_len, part_begin + a.partition_tokens);
+  const int part_end = min(seq_len, part_begin + part_tokens);
   const int group = a.group;
   const int tid = threadIdx.x;
 
@@ -157,7 +158,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_decode_kernel(AttnAr
     __syncthreads();
   }
 
-  const int num_parts = a.num_partitions == 1 ? 1 : (seq_len + a.partition_tokens - 1) / a.partition_tokens;
+  const int num_parts = (seq_len + part_tokens - 1) / part_tokens;
   for (int i = tid; i < group * D; i += kThreads) {
     const int g = i / D, d = i % D, h = kvh * group + g;
     const float o = q_s[g][d] / l_s[g];
@@ -182,7 +183,9 @@ __global__ void __launch_bounds__(kThreads) paged_attention_merge_kernel(AttnArg
   const int h = blockIdx.x, b = blockIdx.y;
   const int q_begin = a.query_start_loc[b];
   if (a.query_start_loc[b + 1] - q_begin <= 0) return;
-  const int num_parts = (a.seq_lens[b] + a.partition_tokens - 1) / a.partition_tokens;
+  const int seq_len = a.seq_lens[b];
+  const int part_tokens = decode_partition_tokens(seq_len, a.num_partitions);
+  const int num_parts = (seq_len + part_tokens - 1) / part_tokens;
   if (num_parts <= 1) return;
   const int64_t base = (static_cast<int64_t>(b) * a.num_q_heads + h) * a.num_partitions;
   float m = -INFINITY;

@@ -15,8 +15,8 @@
 
 namespace pagedllm {
 
-// Tokens of context one thread block of the native decode kernel covers; longer contexts are
-// split into partitions merged by a second kernel (the workspace holds the partials).
+// The native decode kernel splits a context of up to L tokens into at most ceil(L / this)
+// partitions (thread blocks), merged by a second kernel; the workspace holds the partials.
 constexpr int64_t kPagedAttentionPartitionTokens = 512;
 
 // The host copies of one step's batch layout (views owned by the caller, valid during the call)

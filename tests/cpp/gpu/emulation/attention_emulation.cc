@@ -98,6 +98,8 @@ int main() {
   run<gpu_bfloat16>(DType::kBFloat16, 32, 16, 1, 8, {1, 1}, {5, 300}, 2048, true, 6, 3);
   run<float>(DType::kFloat32, 64, 32, 1, 16, {1, 1}, {3, 60}, 0, true, 7);  // group 32 -> prefill kernel
   run<float>(DType::kFloat32, 64, 4, 2, 1, {1, 1}, {3, 40}, 0, true, 8);
+  run<float>(DType::kFloat32, 64, 4, 1, 16, {1, 0, 1}, {40, 7, 1700}, 0, true, 9);  // a row with q_len 0
+  run<gpu_bfloat16>(DType::kBFloat16, 128, 8, 2, 16, {1, 1, 1}, {129, 2000, 4000}, 8192, true, 10);
   // prefill / mixed
   run<float>(DType::kFloat32, 64, 8, 2, 16, {37, 1, 20, 1}, {37, 100, 20, 9}, 0, true, 11);
   run<gpu_bfloat16>(DType::kBFloat16, 128, 4, 1, 16, {9, 1, 30}, {9, 50, 70}, 0, true, 12);
