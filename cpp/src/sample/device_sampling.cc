@@ -137,7 +137,7 @@ const std::vector<int32_t>& SamplePacker::pack(const std::vector<SamplingContext
 SampleRowParams SamplePacker::row(const std::vector<int32_t>& packed, int64_t r) {
   PAGEDLLM_CHECK(static_cast<int64_t>(packed.size()) >= (r + 1) * kSampleRowInts, "no record " << r);
   SampleRowParams row;
-  std::memcpy(&row, packed.data() + r * kSampleRowInts, sizeof(row));
+  std::memcpy(static_cast<void*>(&row), packed.data() + r * kSampleRowInts, sizeof(row));
   return row;
 }
 
