@@ -146,16 +146,9 @@ Status EngineImpl::init(const EngineConfig& config) {
   const bool graphs = !config.enforce_eager && backend_->supports_graphs();
   const std::vector<int64_t> graph_sizes = graphs ? graph_capture_sizes(config.cuda_graph_sizes, max_seqs)
                                                   : std::vector<int64_t>();
-  KvCacheSizingInputs sizing_in;
-  sizing_in.num_kv_blocks = config.num_kv_blocks;
-  sizing_in.kv_cache_memory_bytes = config.kv_cache_memory_bytes;
-  sizing_in.block_size = config.block_size;
-  sizing_in.block_bytes = model_->kv_cache_bytes_per_block(config.block_size);
-  sizing_in.max_model_len = max_model_len;
-  sizing_in.max_num_seqs = max_seqs;
-  sizing_in.default_kv_cache_bytes = static_cast<int64_t>(backend_->default_kv_cache_bytes());
-  sizing_in.gpu_memory_utilization = config.gpu_memory_utilization;
-  sizing_in.reserve_bytes = graph_reserve_bytes(graph_sizes.size());
+  const KvCacheSizingInputs sizing_in =
+      kv_cache_sizing_inputs(config, model_->kv_cache_bytes_per_block(config.block_size), max_model_len, max_seqs,
+                             static_cast<int64_t>(backend_->default_kv_cache_bytes()), graph_sizes.size());
   ProfiledMemory profiled;
   const bool profile = kv_cache_needs_profile(sizing_in, backend_->profiles_memory());
   if (profile) {

@@ -35,6 +35,21 @@ int64_t graph_reserve_bytes(size_t num_graphs) {
   return num_graphs == 0 ? 0 : 64 * kMiB + static_cast<int64_t>(num_graphs) * 4 * kMiB;
 }
 
+KvCacheSizingInputs kv_cache_sizing_inputs(const EngineConfig& config, int64_t block_bytes, int64_t max_model_len,
+                                           int64_t max_num_seqs, int64_t default_kv_cache_bytes, size_t num_graphs) {
+  KvCacheSizingInputs in;
+  in.num_kv_blocks = config.num_kv_blocks;
+  in.kv_cache_memory_bytes = config.kv_cache_memory_bytes;
+  in.block_size = config.block_size;
+  in.block_bytes = block_bytes;
+  in.max_model_len = max_model_len;
+  in.max_num_seqs = max_num_seqs;
+  in.default_kv_cache_bytes = default_kv_cache_bytes;
+  in.gpu_memory_utilization = config.gpu_memory_utilization;
+  in.reserve_bytes = graph_reserve_bytes(num_graphs);
+  return in;
+}
+
 bool kv_cache_needs_profile(const KvCacheSizingInputs& in, bool backend_profiles_memory) {
   return in.num_kv_blocks == 0 && in.kv_cache_memory_bytes == 0 && backend_profiles_memory;
 }

@@ -16,6 +16,7 @@
 #include <functional>
 
 #include "backend/backend.h"
+#include "pagedllm/config.h"
 #include "pagedllm/status.h"
 
 namespace pagedllm {
@@ -52,6 +53,11 @@ struct KvCacheSizing {
   bool from_profile = false;     // way 3
   int64_t peak_used_bytes = 0;   // way 3: ProfiledMemory::peak_used_bytes()
 };
+
+// The inputs for an engine: EngineConfig's cache fields, the model's bytes per block, the
+// resolved max_model_len and max_num_seqs, the backend's default and the number of graphs.
+KvCacheSizingInputs kv_cache_sizing_inputs(const EngineConfig& config, int64_t block_bytes, int64_t max_model_len,
+                                           int64_t max_num_seqs, int64_t default_kv_cache_bytes, size_t num_graphs);
 
 // Memory kept free after the KV cache for capturing num_graphs graphs (their instantiated
 // kernel nodes; they allocate no activations of their own).
