@@ -36,8 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (group, dso regex, symbol regex); first match wins.
 GROUPS = [
     ("GEMM: OpenBLAS sgemm", r"openblas", r""),
-    ("GEMM: pagedllm linear kernels", r"", r"linear|small_m|sgemm|gemm|dpbf16|widen"),
-    ("attention", r"", r"attention|attend|softmax_update|qk_group|qk_scores|pv_block|pv_accumulate|combine|"
+    ("GEMM: pagedllm linear kernels", r"", r"linear|small_m|packed_tile|sgemm|gemm|dpbf16|widen"),
+    ("attention", r"", r"attention|attend|softmax_update|qk_group|qk_scores|pv_block|pv_cols|pv_accumulate|combine|"
                        r"copy_partial|write_output|scale_row|for_each_dynamic"),
     ("KV cache write", r"", r"write_kv_cache"),
     ("rms_norm", r"", r"rms_norm"),
