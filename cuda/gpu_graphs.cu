@@ -3,7 +3,7 @@
 namespace pagedllm {
 
 GpuGraphs::~GpuGraphs() {
-  for (gpuGraphExec_t e : execs_) gpuGraphExecDestroy(e);
+  for (gpuGraphExec_t e : execs_) (void)gpuGraphExecDestroy(e);
 }
 
 void GpuGraphs::begin_capture(gpuStream_t stream) {
@@ -18,15 +18,15 @@ int64_t GpuGraphs::end_capture(gpuStream_t stream) {
   gpuGraph_t graph = nullptr;
   const gpuError_t err = gpuStreamEndCapture(stream, &graph);
   if (err != gpuSuccess || graph == nullptr) {
-    gpuGetLastError();
-    if (graph != nullptr) gpuGraphDestroy(graph);
+    (void)gpuGetLastError();
+    if (graph != nullptr) (void)gpuGraphDestroy(graph);
     PAGEDLLM_CHECK(false, "graph capture failed (" << gpuGetErrorString(err)
                               << "): an op allocated, synchronized or copied to the host during capture; "
                                  "run with enforce_eager to skip graphs");
   }
   gpuGraphExec_t exec = nullptr;
   const gpuError_t inst = gpuGraphInstantiate(&exec, graph);
-  gpuGraphDestroy(graph);
+  (void)gpuGraphDestroy(graph);
   PAGEDLLM_CHECK(inst == gpuSuccess, "graph instantiation failed: " << gpuGetErrorString(inst));
   execs_.push_back(exec);
   return static_cast<int64_t>(execs_.size()) - 1;
