@@ -71,8 +71,9 @@ class LlamaModel {
     Tensor gate_proj, up_proj;      // [I, H]
     Tensor down_proj;               // [H, I]
     // Backend-packed fusions (Backend::pack_linear_weight), or empty; when set, the parts
-    // above are empty. qkv_proj: rows [q; k; v] (only without attention bias);
-    // gate_up_proj: rows [gate; up]. o_proj, down_proj and lm_head_ are packed in place.
+    // above are empty. qkv_proj: rows [q; k; v] (only without attention bias; with it
+    // q/k/v_proj are packed one by one); gate_up_proj: rows [gate; up]. o_proj, down_proj
+    // and lm_head_ are packed in place when the backend packs.
     Tensor qkv_proj;                // [(nq + 2 * nkv) * D, H] packed
     Tensor gate_up_proj;            // [2 * I, H] packed
   };
