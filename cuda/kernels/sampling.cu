@@ -9,8 +9,8 @@
 // intrinsics; exp in double, then rounded to float). Sums are in double like the host's, in a
 // different order, so a draw differs from the host's only when its target lies within a
 // rounding error of a cumulative boundary.
-// Cost: about 32 passes over the row per top-k, top-p or draw search (perf: radix histograms
-// or a compacted candidate list would cut this; correctness first).
+// Cost: about 11 passes over the row per top-k, top-p or draw search (kDigitBits bits of the
+// answer per pass); a compacted candidate list would cut more.
 #include "kernels/sampling.cuh"
 
 #include "kernels/sampling_block.cuh"
@@ -66,16 +66,10 @@ __device__ float kth_largest(const float* w, int n, int k, double* scratch) {
   for (int i = threadIdx.x; i < n; i += kSampleThreads) finite += w[i] > -INFINITY;
   finite = block_all_reduce(finite, sampling::SumOp(), scratch);
   if (finite < k) return -INFINITY;
-  uint32_t key = 0;  // the largest key with at least k values at or above it
-  for (int bit = 31; bit >= 0; --bit) {
-    const uint32_t candidate = key | (1u << bit);
-    int count = 0;
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const float x = w[i];
-      count += x > -INFINITY && sampling::order_key(x) >= candidate;
-    }
-    if (block_all_reduce(count, sampling::SumOp(), scratch) >= k) key = candidate;
-  }
+  // The largest key with at least k values at or above it (values at -inf or NaN count 0).
+  const uint32_t key = sampling::search_largest_key<int>(
+      n, 0xffffffffu, [w](int i) { return w[i] > -INFINITY ? sampling::order_key(w[i]) : 0u; },
+      [w](int i) { return w[i] > -INFINITY ? 1 : 0; }, [k](int count) { return count >= k; }, scratch);
   return sampling::key_value(key);
 }
 
@@ -179,7 +173,7 @@ __device__ void token_logprob(const float* logits, int n, int token, double* scr
 }
 
 __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
-  __shared__ double scratch[kSampleWarps];
+  __shared__ double scratch[sampling::kScratchDoubles];
   __shared__ unsigned char flags[kSampleThreads];
   const int r = blockIdx.x;
   const int n = a.vocab_size;

@@ -17,6 +17,9 @@ namespace sampling {
 
 constexpr int kSampleThreads = 1024;
 constexpr int kSampleWarps = kSampleThreads / PAGEDLLM_WARP_SIZE;
+constexpr int kDigitBits = 3;                       // key bits decided per pass of a key search
+constexpr int kDigitCandidates = (1 << kDigitBits) - 1;
+constexpr int kScratchDoubles = kSampleWarps * kDigitCandidates;  // scratch size of every helper
 
 struct SumOp {
   template <typename T>
@@ -31,7 +34,7 @@ struct MinOp {
   __device__ __forceinline__ T operator()(T a, T b) const { return a < b ? a : b; }
 };
 
-// All-reduce of one value per thread. scratch: [kSampleWarps] shared, 8-byte aligned.
+// All-reduce of one value per thread. scratch: [kScratchDoubles] shared (uses kSampleWarps).
 // The warps' partial results are combined in warp order by every thread.
 template <typename T, typename Op>
 __device__ __forceinline__ T block_all_reduce(T v, Op op, double* scratch) {
@@ -43,6 +46,63 @@ __device__ __forceinline__ T block_all_reduce(T v, Op op, double* scratch) {
   T r = slots[0];
   for (int w = 1; w < kSampleWarps; ++w) r = op(r, slots[w]);
   return r;
+}
+
+// All-reduce sum of N values per thread. scratch: [N * kSampleWarps] shared.
+template <typename T, int N>
+__device__ __forceinline__ void block_all_sum(T (&v)[N], double* scratch) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    for (int offset = PAGEDLLM_WARP_SIZE / 2; offset > 0; offset /= 2) v[k] += gpu_shfl_xor(v[k], offset);
+  }
+  T* slots = reinterpret_cast<T*>(scratch);
+  __syncthreads();
+  if (threadIdx.x % PAGEDLLM_WARP_SIZE == 0) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) slots[k * kSampleWarps + threadIdx.x / PAGEDLLM_WARP_SIZE] = v[k];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    T r = slots[k * kSampleWarps];
+    for (int w = 1; w < kSampleWarps; ++w) r += slots[k * kSampleWarps + w];
+    v[k] = r;
+  }
+}
+
+// The largest key K <= max_key for which passes(S(K)) holds, where S(K) is the sum of
+// weight_of(i) over i < n with key_of(i) >= K, or 0 when no K > 0 passes. Precondition: passes
+// is monotone (true for small K). Decides kDigitBits bits per pass over the row.
+template <typename T, typename KeyOf, typename WeightOf, typename Passes>
+__device__ uint32_t search_largest_key(int n, uint32_t max_key, KeyOf key_of, WeightOf weight_of, Passes passes,
+                                       double* scratch) {
+  uint32_t key = 0;
+  for (int hi = 32; hi > 0; hi -= kDigitBits) {
+    const int shift = hi > kDigitBits ? hi - kDigitBits : 0;
+    const uint32_t num_candidates = (1u << (hi - shift)) - 1;  // digits 1 .. num_candidates
+    if ((key | (1u << shift)) > max_key) continue;
+    T acc[kDigitCandidates];
+#pragma unroll
+    for (int d = 0; d < kDigitCandidates; ++d) acc[d] = T(0);
+    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
+      const uint32_t k = key_of(i);
+      if (k <= key) continue;
+      const T w = weight_of(i);
+#pragma unroll
+      for (int d = 0; d < kDigitCandidates; ++d) {
+        if (static_cast<uint32_t>(d) < num_candidates && k >= (key | (static_cast<uint32_t>(d + 1) << shift))) acc[d] += w;
+      }
+    }
+    block_all_sum(acc, scratch);
+    uint32_t next = key;
+#pragma unroll
+    for (int d = 1; d <= kDigitCandidates; ++d) {  // passes is monotone: the last true d wins
+      const uint32_t candidate = key | (static_cast<uint32_t>(d) << shift);
+      if (static_cast<uint32_t>(d) <= num_candidates && candidate <= max_key && passes(acc[d - 1])) next = candidate;
+    }
+    key = next;
+  }
+  return key;
 }
 
 // A key whose unsigned order is the float order of non-NaN values (-0 and +0 share a key).
@@ -85,16 +145,6 @@ __device__ __forceinline__ int block_argmax(const float* x, int n, double* scrat
   return best == 0 ? -1 : static_cast<int>(~static_cast<uint32_t>(best & 0xffffffffull));
 }
 
-// Sum of p[i] over i < n with float bits of p[i] >= min_bits (p[i] >= 0).
-__device__ __forceinline__ double mass_at_least(const float* p, int n, uint32_t min_bits, double* scratch) {
-  double s = 0.0;
-  for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-    const float v = p[i];
-    if (__float_as_uint(v) >= min_bits) s += static_cast<double>(v);
-  }
-  return block_all_reduce(s, SumOp(), scratch);
-}
-
 // The token a walk over p [n] (weights >= 0, zero weights are not tokens) in descending order
 // (higher weight, then lower index) stops at: the first whose cumulative weight passes target
 // (> target, or >= when inclusive), or the last token when none does. Returns its index and
@@ -116,11 +166,9 @@ __device__ int select_crossing(const float* p, int n, double target, bool inclus
     rank = -1;  // the last of them
   } else {
     // The largest key <= max_bits whose mass at or above it passes: a token's weight.
-    for (int bit = 31; bit >= 0; --bit) {
-      const uint32_t candidate = key | (1u << bit);
-      if (candidate > max_bits) continue;
-      if (passes(mass_at_least(p, n, candidate, scratch))) key = candidate;
-    }
+    key = search_largest_key<double>(
+        n, max_bits, [p](int i) { return __float_as_uint(p[i]); },
+        [p](int i) { return static_cast<double>(p[i]); }, passes, scratch);
   }
   double above = 0.0;
   int num_equal = 0;
