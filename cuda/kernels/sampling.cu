@@ -3,7 +3,7 @@
 // work into unnormalized probabilities exp((x - max) / T) (the top token's is exactly 1) and
 // narrow them by top-k, top-p and min-p, then draw with the counter-based uniform of
 // (seed, step). Every "walk over the sorted tokens" of the host is a select_crossing
-// (sampling_block.cuh): a bitwise search over float bits with block sums, no sort.
+// (sampling_block.cuh): a digit-by-digit search over float bits with block sums, no sort.
 //
 // Exactness: float ops are the host's, rounded the same way (no contraction: explicit _rn
 // intrinsics; exp in double, then rounded to float). Sums are in double like the host's, in a

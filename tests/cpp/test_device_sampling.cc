@@ -1,6 +1,6 @@
 // Device sampling, host side (sample/device_sampling.h): packing of rows into SampleRowParams
 // records and token lists, the decision of which steps the device may sample, and a sequential
-// model of the GPU kernel's algorithm (cuda/kernels/sampling.cu: bitwise searches instead of
+// model of the GPU kernel's algorithm (cuda/kernels/sampling.cu: key searches instead of
 // sorts, double exp rounded to float) run on packed rows against the host Sampler, so the
 // algorithm is checked on machines without a GPU.
 #include <algorithm>

@@ -3,7 +3,7 @@
 # stand-in for the GPU (gpu_compat.cuh here: threads are std::threads, __syncthreads a barrier,
 # shuffles through memory), plus the few built-ins only sampling uses, and compares every row's
 # token, logprob and rank with the host Sampler. Checks the kernel's logic (reductions, barriers,
-# bitwise searches, tie handling) where no GPU exists; says nothing about speed or the memory model.
+# key searches, tie handling) where no GPU exists; says nothing about speed or the memory model.
 # Usage: tests/cpp/gpu/emulation/run_sampling_emulation.sh [work dir]   (g++ with C++20, ~3 min on 2 cores)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
