@@ -3,10 +3,13 @@ else on the CPU: the reference is the same fp32 math either way), on the tiny pe
 random-weight models of every supported architecture (conftest / models.py) plus a head_dim-128
 model (FlashInfer's head sizes).
 
-Tolerances are test_exactness's (its docstring explains them): fp32 per value
-1e-4 + 1e-5 * |logprob|, greedy tokens identical except at a reference top1 - top2 margin below
-2e-3; bf16 per value 0.4 + 0.02 * |logprob| with a mean bound of 0.06, near-ties below 0.5 logits.
-GPU kernels reassociate sums differently from the CPU (cuBLAS picks its algorithm per batch
+Tolerances. fp32 as test_exactness (its docstring explains them): per value 1e-4 + 1e-5 *
+|logprob|, mean <= 2e-5, greedy tokens identical except at a reference top1 - top2 margin below
+2e-3. bf16 is looser than on the CPU: the CPU backend keeps activations in fp32, the GPU backend
+computes in bf16 between kernels like Hugging Face's own bf16 compute, which test_exactness
+measured up to 0.8 from the same fp32 reference on these models; so per value 1.0 + 0.03 *
+|logprob|, mean <= 0.15 (a systematic error still shows in the mean; a real bug moves logprobs
+by whole units), near-ties below 1.0 logits. GPU kernels reassociate sums differently from the CPU (cuBLAS picks its algorithm per batch
 size, split-K attention merges partitions), so two GPU runs that differ in batch composition,
 graphs or attention backend agree to those tolerances, not bitwise: "identical tokens" below
 means identical up to such a near-tie, checked against the reference margin at the first
@@ -28,8 +31,8 @@ import torch
 
 import models
 from conftest import make_llm, vocab_size
-from test_exactness import (_ERRORS, BF16_TIE, FP32_TIE, GREEDY_LENGTHS, LOGPROB_LENGTHS, MAX_TOKENS,
-                            assert_close, assert_mean_error, check_position, greedy_params, prompts, tolerances)
+from test_exactness import (_ERRORS, FP32_ATOL, FP32_MEAN, FP32_RTOL, FP32_TIE, GREEDY_LENGTHS, LOGPROB_LENGTHS,
+                            MAX_TOKENS, assert_close, check_position, greedy_params, prompts)
 
 pytestmark = pytest.mark.gpu
 
@@ -38,6 +41,20 @@ DTYPES = ["float32", "bfloat16"]
 REF_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Most tests give the cache a fixed size: profiling would hand a tiny model most of the GPU.
 NUM_KV_BLOCKS = 4096
+
+GPU_BF16_ATOL, GPU_BF16_RTOL, GPU_BF16_TIE, GPU_BF16_MEAN = 1.0, 0.03, 1.0, 0.15
+
+
+def tolerances(dtype: str) -> tuple[float, float, float]:
+    return (FP32_ATOL, FP32_RTOL, FP32_TIE) if dtype == "float32" else (GPU_BF16_ATOL, GPU_BF16_RTOL, GPU_BF16_TIE)
+
+
+def assert_mean_error(dtype: str) -> None:
+    assert _ERRORS, "nothing was compared"
+    mean = sum(_ERRORS) / len(_ERRORS)
+    limit = FP32_MEAN if dtype == "float32" else GPU_BF16_MEAN
+    assert mean <= limit, f"mean |logprob error| {mean:.2e} over {len(_ERRORS)} values exceeds {limit:.0e}"
+
 
 D128 = models.ModelSpec(
     "llama_d128", "LlamaForCausalLM",
