@@ -1,8 +1,8 @@
 // Paged attention for one ISA tier (included once by attention_<isa>.cc); see AttentionPlan in
 // cpu_kernels.h for the work decomposition. Invariants:
-//  - a unit visits each cache block of its KV head for all its query vectors (the tile's rows x
-//    the group's query heads) within one split of blocks_per_split blocks, so the split's K/V
-//    stay in cache; a bfloat16 split is widened to float32 once when enough vectors share it;
+//  - a unit visits each chunk of ~64 keys of its KV head for all its query vectors (the tile's
+//    rows x the group's query heads) in turn, so the chunk's K/V stay in L1; a bfloat16 split
+//    is widened to float32 once when enough vectors share it;
 //  - each split keeps an online softmax (running max m, sum l, unnormalized acc) in float32;
 //    splits are merged in split order by combine(), identically in both execution modes, so
 //    the output does not depend on the thread count.
@@ -64,9 +64,11 @@ bool make_unit(const PagedAttentionParams& p, const AttentionPlan& plan, int64_t
 
 // Query vectors of a unit from which a bfloat16 split is widened to float32 once (see below).
 constexpr int64_t kWidenMinVectors = 2;
+// Keys per softmax chunk: K and V of a chunk (2 x 64 x D floats) stay in L1 for all vectors.
+constexpr int64_t kChunkKeys = 64;
 
-// Computes split `split` of unit u into out: per query vector, the scores of all its visible
-// keys in the split, one softmax update, then P.V over the split's blocks. A bfloat16 split is
+// Computes split `split` of unit u into out, chunk by chunk of ~kChunkKeys keys: per query
+// vector, the scores of its visible keys in the chunk, one softmax update, then P.V. A bfloat16 split is
 // widened to float32 once when the unit has kWidenMinVectors vectors or more, else read as
 // bfloat16 (same values either way). work: thread scratch past the partials.
 template <typename C, int kD>
@@ -101,19 +103,27 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
       block_rows<C>(p.v_cache.ptr<C>() + cache_offset(j), vbuf + j * bs * d, nk * d);
     }
   }
+  // Chunks of whole blocks (~kChunkKeys keys): every vector of the unit passes over a chunk
+  // while its K/V are in L1; one softmax update per vector and chunk.
+  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkKeys / bs);
   auto run = [&](auto kblock, auto vblock) {
     const int64_t key_end = std::min(u.seq_len, blk_end * bs);
-    for (int64_t r = 0; r < u.rows; ++r) {
-      const int64_t count = std::min(key_end, u.pos0 + r + 1) - key_begin;  // visible keys
-      if (count <= 0) continue;
-      const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
-      for (int64_t gh = 0; gh < group; ++gh) {
-        const int64_t v = r * group + gh;
-        const float* q = qrow + (u.g * group + gh) * p.q.stride[1];
-        for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j)
-          qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, scores + n0);
-        softmax_update(scores, count, d, out.acc + v * d, out.m + v, out.l + v);
-        pv_accumulate<kD>(out.acc + v * d, scores, count, bs, d, vblock);
+    for (int64_t j0 = 0; j0 < blk_end - blk_begin; j0 += chunk_blocks) {
+      const int64_t c0 = j0 * bs;  // chunk start, relative to key_begin
+      auto vchunk = [&](int64_t j) { return vblock(j0 + j); };
+      for (int64_t r = 0; r < u.rows; ++r) {
+        const int64_t visible = std::min(key_end, u.pos0 + r + 1) - key_begin;
+        const int64_t count = std::min(visible, c0 + chunk_blocks * bs) - c0;  // keys in chunk
+        if (count <= 0) continue;
+        const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
+        for (int64_t gh = 0; gh < group; ++gh) {
+          const int64_t v = r * group + gh;
+          const float* q = qrow + (u.g * group + gh) * p.q.stride[1];
+          for (int64_t n0 = 0, j = j0; n0 < count; n0 += bs, ++j)
+            qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, scores + n0);
+          softmax_update(scores, count, d, out.acc + v * d, out.m + v, out.l + v);
+          pv_accumulate<kD>(out.acc + v * d, scores, count, bs, d, vchunk);
+        }
       }
     }
   };
