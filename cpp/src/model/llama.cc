@@ -112,26 +112,32 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
 Status LlamaModel::load_linear(const WeightSet& weights, const std::vector<std::string>& names,
                                const std::vector<std::vector<int64_t>>& shapes,
                                const std::vector<Tensor*>& outs, Tensor* fused) {
+  std::vector<Tensor> hosts(names.size());  // views into the mapped files
   std::vector<Tensor> parts(names.size());
   std::vector<Buffer> part_storage(names.size());
   for (size_t i = 0; i < names.size(); ++i) {
-    Tensor host;
-    Status status = find_tensor(weights, names[i], shapes[i], &host);
+    Status status = find_tensor(weights, names[i], shapes[i], &hosts[i]);
     if (!status.ok()) return status;
-    parts[i] = backend_->upload_weight(host, dtype_, &part_storage[i]);
+    parts[i] = backend_->upload_weight(hosts[i], dtype_, &part_storage[i]);
   }
-  // Packing copies the weights: the parts' own conversions (part_storage) are freed on return.
-  auto pack = [&](const std::vector<Tensor>& group, Tensor* out) {
+  // Packing copies the weights: the parts' own conversions (part_storage) are freed on return,
+  // and the mapped source pages leave the resident set (no second copy of the weights in RSS).
+  auto pack = [&](const std::vector<size_t>& group, Tensor* out) {
+    std::vector<Tensor> inputs;
+    for (size_t i : group) inputs.push_back(parts[i]);
     Buffer storage;
-    Tensor packed = backend_->pack_linear_weight(group, &storage);
+    Tensor packed = backend_->pack_linear_weight(inputs, &storage);
     if (packed.data == nullptr) return false;
     *out = packed;
     storage_.push_back(std::move(storage));
+    for (size_t i : group) release_mapped_pages(hosts[i].data, hosts[i].nbytes());
     return true;
   };
-  if (fused != nullptr && pack(parts, fused)) return Status();
+  std::vector<size_t> all(parts.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  if (fused != nullptr && pack(all, fused)) return Status();
   for (size_t i = 0; i < parts.size(); ++i) {
-    if (pack({parts[i]}, outs[i])) continue;
+    if (pack({i}, outs[i])) continue;
     *outs[i] = parts[i];
     if (part_storage[i].data() != nullptr) storage_.push_back(std::move(part_storage[i]));
   }

@@ -52,6 +52,11 @@ class SafetensorsFile {
   std::map<std::string, TensorInfo> tensors_;
 };
 
+// Drops this process's resident pages of a mapped tensor (only whole pages inside
+// [data, data + nbytes), so neighbours are untouched); the data stays readable and is read from
+// the file again if touched. For weights whose contents were copied elsewhere (packed).
+void release_mapped_pages(const void* data, size_t nbytes);
+
 // All tensors of a model directory: model.safetensors, the shards named by
 // model.safetensors.index.json, or else every *.safetensors file in the directory.
 class WeightSet {
