@@ -1,7 +1,7 @@
 // Engine: wires the parts together. step() = schedule -> execute -> sample -> update.
 // Invariant: every request added and not yet reported finished is in the scheduler; an abort
 // is reported by exactly one RequestOutput with FinishReason::kAbort.
-#include "pagedllm/engine.h"
+#include "engine/engine_impl.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -45,40 +45,6 @@ Result<DType> choose_dtype(const std::string& requested, const std::string& chec
 
 }  // namespace
 
-class EngineImpl {
- public:
-  Status init(const EngineConfig& config);
-  Status add_request(const std::string& id, std::vector<int32_t> prompt, const SamplingParams& params);
-  // All-or-nothing; group: the requests are parallel samples sharing the prompt's KV blocks.
-  Status add_requests(const std::vector<std::string>& ids, std::vector<int32_t> prompt,
-                      const std::vector<SamplingParams>& params, bool group);
-  Result<std::vector<RequestOutput>> step();
-  bool abort_request(const std::string& id);
-  Status add_beam_search_request(const std::string& id, std::vector<int32_t> prompt, const BeamSearchParams& params) {
-    return beams_->add(id, std::move(prompt), params, next_arrival_++, &next_seq_id_);
-  }
-
-  EngineConfig config_;
-  ModelInfo info_;
-  ModelConfig model_config_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<WeightSet> weights_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<KVCacheManager> kv_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<ModelRunner> runner_;
-  std::unique_ptr<Sampler> sampler_;
-  std::unique_ptr<DeviceSampler> device_sampler_;  // set when the backend samples on the device
-  std::unique_ptr<BeamGroups> beams_;
-  std::vector<RequestOutput> pending_aborts_;
-  EngineStats counters_;
-  int64_t next_arrival_ = 0;
-  uint64_t next_seq_id_ = 1;
-  uint64_t next_group_id_ = 1;
-
- private:
-  std::vector<RequestOutput> run_step(const SchedulerOutput& out);
-};
 
 Status EngineImpl::init(const EngineConfig& config) {
   config_ = config;
@@ -325,15 +291,8 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
       sampled[i] = device_tokens[plan.sample_row];
       if (r.params.logprobs >= 0) sampled_logprobs[i] = std::move(device_logprobs[plan.sample_row]);
     } else if (plan.sample_row >= 0) {
-      SamplingContext ctx;
-      ctx.params = &r.params;
-      ctx.prompt_token_ids = r.token_ids.data();
-      ctx.num_prompt_tokens = r.num_prompt_tokens;
-      ctx.output_token_ids = r.output_token_ids();
-      ctx.num_output_tokens = r.num_output_tokens();
-      ctx.seed = r.seed;
-      ctx.eos_token_ids = &info_.eos_token_ids;
-      SampleResult result = sampler_->sample(logits + plan.sample_row * V, ctx);
+      SampleResult result =
+          sampler_->sample(logits + plan.sample_row * V, sampling_context(r, &info_.eos_token_ids));
       sampled[i] = result.token_id;
       if (r.params.logprobs >= 0) sampled_logprobs[i] = std::move(result.logprobs);
     }
@@ -371,94 +330,5 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
   }
   return outputs;
 }
-
-// ---- public API: translate exceptions from broken invariants into Status values ----
-
-Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
-  auto impl = std::make_unique<EngineImpl>();
-  try {
-    Status status = impl->init(config);
-    if (!status.ok()) return status;
-  } catch (const OutOfMemoryError& e) {
-    return Status(StatusCode::kResourceExhausted, e.what());
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kResourceExhausted, "out of memory while creating the engine");
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
-  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
-}
-
-Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
-Engine::~Engine() = default;
-
-Status Engine::add_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
-                           const SamplingParams& params) {
-  try {
-    return impl_->add_request(request_id, std::move(prompt_token_ids), params);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
-}
-
-Status Engine::add_parallel_requests(const std::vector<std::string>& request_ids,
-                                     std::vector<int32_t> prompt_token_ids,
-                                     const std::vector<SamplingParams>& params) {
-  try {
-    return impl_->add_requests(request_ids, std::move(prompt_token_ids), params, /*group=*/true);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
-}
-
-Status Engine::add_beam_search_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
-                                      const BeamSearchParams& params) {
-  try {
-    return impl_->add_beam_search_request(request_id, std::move(prompt_token_ids), params);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
-}
-
-Result<std::vector<RequestOutput>> Engine::step() {
-  try {
-    return impl_->step();
-  } catch (const OutOfMemoryError& e) {
-    return Status(StatusCode::kResourceExhausted, e.what());
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kResourceExhausted, "out of memory during step()");
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
-}
-
-bool Engine::abort_request(const std::string& request_id) { return impl_->abort_request(request_id); }
-
-bool Engine::reset_prefix_cache() { return impl_->kv_->reset_prefix_cache(); }
-
-bool Engine::has_unfinished_requests() const {
-  return impl_->scheduler_->has_unfinished_requests() || !impl_->pending_aborts_.empty();
-}
-
-EngineStats Engine::stats() const {
-  EngineStats s = impl_->counters_;
-  s.num_running = impl_->scheduler_->num_running();
-  s.num_waiting = impl_->scheduler_->num_waiting();
-  s.num_kv_blocks_used = impl_->kv_->num_used_blocks();
-  s.num_kv_slots_used = impl_->kv_->num_used_slots();
-  s.num_preemptions = impl_->scheduler_->num_preemptions();
-  s.num_prefix_cache_queries = impl_->scheduler_->num_prefix_cache_queries();
-  s.num_prefix_cache_hits = impl_->scheduler_->num_prefix_cache_hits();
-  s.num_cached_blocks = impl_->kv_->num_cached_free_blocks();
-  const KVUsage usage = impl_->kv_->usage();
-  s.num_kv_slots_allocated = usage.num_slots_allocated;
-  s.num_kv_slots_filled = usage.num_slots_filled;
-  s.kv_internal_waste = usage.internal_waste();
-  s.num_kv_blocks_saved_by_sharing = usage.num_blocks_saved();
-  s.num_graph_steps = impl_->runner_->num_graph_steps();
-  return s;
-}
-
-const ModelInfo& Engine::model_info() const { return impl_->info_; }
 
 }  // namespace pagedllm

@@ -40,17 +40,21 @@ bool collect_device_rows(const SchedulerOutput& out, const std::vector<int32_t>*
     if (r.params.prompt_logprobs >= 0 || (host_only && host_only(r))) return false;
     if (!s.samples) continue;
     if (!device_can_sample(r.params)) return false;
-    SamplingContext ctx;
-    ctx.params = &r.params;
-    ctx.prompt_token_ids = r.token_ids.data();
-    ctx.num_prompt_tokens = r.num_prompt_tokens;
-    ctx.output_token_ids = r.output_token_ids();
-    ctx.num_output_tokens = r.num_output_tokens();
-    ctx.seed = r.seed;
-    ctx.eos_token_ids = eos_token_ids;
-    rows->push_back(ctx);
+    rows->push_back(sampling_context(r, eos_token_ids));
   }
   return !rows->empty();
+}
+
+SamplingContext sampling_context(const Request& r, const std::vector<int32_t>* eos_token_ids) {
+  SamplingContext ctx;
+  ctx.params = &r.params;
+  ctx.prompt_token_ids = r.token_ids.data();
+  ctx.num_prompt_tokens = r.num_prompt_tokens;
+  ctx.output_token_ids = r.output_token_ids();
+  ctx.num_output_tokens = r.num_output_tokens();
+  ctx.seed = r.seed;
+  ctx.eos_token_ids = eos_token_ids;
+  return ctx;
 }
 
 SamplePacker::SamplePacker(int64_t vocab_size) : vocab_size_(vocab_size), seen_(vocab_size, 0), counts_(vocab_size, 0) {

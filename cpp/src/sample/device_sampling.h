@@ -26,6 +26,10 @@ namespace pagedllm {
 // most the sampled token's logprob (logprobs <= 0) and no prompt logprobs.
 bool device_can_sample(const SamplingParams& params);
 
+// The sampling inputs of a request's next token (host and device samplers alike); the context
+// points into r and eos_token_ids, which must outlive it.
+SamplingContext sampling_context(const Request& r, const std::vector<int32_t>* eos_token_ids);
+
 // The rows of a step for the device in the engine's order of sample rows (the scheduled
 // requests with samples == true), with eos_token_ids as the rows' EOS list. Returns false (the
 // host samples this step) when no request samples, or when one needs prompt logprobs, top
