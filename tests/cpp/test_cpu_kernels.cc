@@ -18,6 +18,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/isa.h"
+#include "cpu_test_util.h"
 #include "test_harness.h"
 #include "util/check.h"
 #include "util/thread_pool.h"
@@ -40,24 +41,10 @@ std::set<std::string>& covered_ops() {
   static const bool op##_##name##_covered = covered_ops().insert(#op).second;      \
   TEST(CpuKernels, op##_##name)
 
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16})
-    if (pagedllm::cpu::isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-struct IsaScope {
-  explicit IsaScope(Isa isa) { pagedllm::cpu::set_isa_override(isa); }
-  ~IsaScope() { pagedllm::cpu::clear_isa_override(); }
-};
-
-std::unique_ptr<Backend> make_backend(int threads) {
-  std::string err;
-  std::unique_ptr<Backend> b = pagedllm::create_backend("cpu", threads, &err);
-  if (!b) throw std::runtime_error("create_backend(cpu): " + err);
-  return b;
-}
+using cpu_test::bits_of;
+using cpu_test::IsaScope;
+using cpu_test::make_backend;
+using cpu_test::supported_isas;
 
 struct Rng {
   std::mt19937 gen;
@@ -73,11 +60,6 @@ struct Rng {
   }
 };
 
-uint32_t bits_of(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
 float float_of(uint32_t b) {
   float f;
   std::memcpy(&f, &b, 4);

@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/packed_weight.h"
+#include "cpu_test_util.h"
 #include "test_harness.h"
 
 namespace {
@@ -26,30 +27,11 @@ using pagedllm::cpu::Isa;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16})
-    if (pagedllm::cpu::isa_supported(isa)) out.push_back(isa);
-  return out;
-}
+using cpu_test::bits_of;
+using cpu_test::IsaScope;
+using cpu_test::make_backend;
+using cpu_test::supported_isas;
 
-struct IsaScope {
-  explicit IsaScope(Isa isa) { pagedllm::cpu::set_isa_override(isa); }
-  ~IsaScope() { pagedllm::cpu::clear_isa_override(); }
-};
-
-std::unique_ptr<Backend> make_backend(int threads) {
-  std::string err;
-  std::unique_ptr<Backend> b = pagedllm::create_backend("cpu", threads, &err);
-  if (!b) throw std::runtime_error("create_backend(cpu): " + err);
-  return b;
-}
-
-uint32_t bits_of(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
 float bf16_value(uint16_t h) {
   uint32_t b = static_cast<uint32_t>(h) << 16;
   float f;
