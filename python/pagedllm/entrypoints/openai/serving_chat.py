@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from pagedllm.entrypoints.openai.async_engine import EngineDeadError, RequestStream
 from pagedllm.entrypoints.openai.logprobs_format import chat_logprobs
 from pagedllm.entrypoints.openai.protocol import ChatRequest, parse_chat_request
-from pagedllm.entrypoints.openai.serving import (EngineInput, ServingContext, engine_error,
-                                                 merge_streams)
-from pagedllm.entrypoints.openai.streaming import (DONE, ClientDisconnected, SSEResponse,
-                                                   until_disconnect)
+from pagedllm.entrypoints.openai.serving import EngineInput, ServingContext
+from pagedllm.entrypoints.openai.serving_run import ServingRun, respond
 from pagedllm.outputs import CompletionOutput, RequestOutput
 
 
@@ -32,7 +28,7 @@ class _Choice:
         self.started = False
 
 
-class _ChatRun:
+class _ChatRun(ServingRun):
     """Folds the engine deltas of one chat request into choices and chunks."""
 
     def __init__(self, ctx: ServingContext, req: ChatRequest, item: EngineInput,
@@ -45,7 +41,7 @@ class _ChatRun:
         self.created = int(time.time())
         self.choices = [_Choice(i) for i in range(req.params.n)]
 
-    def feed(self, output: RequestOutput) -> list[dict[str, Any]]:
+    def feed(self, prompt_index: int, output: RequestOutput) -> list[dict[str, Any]]:
         pieces = []
         for sample in output.outputs:
             pieces.extend(self._feed_sample(sample))
@@ -99,25 +95,6 @@ class _ChatRun:
         return {"id": self.id, "object": "chat.completion", "created": self.created,
                 "model": self.model, "choices": choices, "usage": self.usage()}
 
-    async def collect(self, streams: list[RequestStream]) -> None:
-        async for _, output in merge_streams(streams):
-            self.feed(output)
-
-    async def events(self, streams: list[RequestStream]) -> AsyncIterator[Any]:
-        try:
-            async for _, output in merge_streams(streams):
-                for piece in self.feed(output):
-                    yield self.chunk([piece])
-        except EngineDeadError as exc:
-            yield engine_error(exc).body()
-            yield DONE
-            return
-        if self.req.include_usage:
-            final = self.chunk([])
-            final["usage"] = self.usage()
-            yield final
-        yield DONE
-
 
 async def create_chat_completion(ctx: ServingContext, request: Request) -> Response:
     req = parse_chat_request(await ctx.read_json(request), ctx.limits, ctx.defaults)
@@ -131,13 +108,4 @@ async def create_chat_completion(ctx: ServingContext, request: Request) -> Respo
                                where="messages")
     run = _ChatRun(ctx, req, item, model)
     streams = await ctx.submit(run.id, [item], [params])
-    if req.stream:
-        return SSEResponse(run.events(streams), on_close=lambda: ctx.abort_all(streams))
-    try:
-        await until_disconnect(request.receive, run.collect(streams),
-                               lambda: ctx.abort_all(streams))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except EngineDeadError as exc:
-        return engine_error(exc).response()
-    return JSONResponse(run.response())
+    return await respond(ctx, request, run, streams)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from pagedllm.entrypoints.openai.async_engine import EngineDeadError, RequestStream
 from pagedllm.entrypoints.openai.logprobs_format import CompletionLogprobs
 from pagedllm.entrypoints.openai.protocol import CompletionRequest, parse_completion_request
-from pagedllm.entrypoints.openai.serving import (EngineInput, ServingContext, engine_error,
-                                                 merge_streams)
-from pagedllm.entrypoints.openai.streaming import (DONE, ClientDisconnected, SSEResponse,
-                                                   until_disconnect)
+from pagedllm.entrypoints.openai.serving import EngineInput, ServingContext
+from pagedllm.entrypoints.openai.serving_run import ServingRun, respond
 from pagedllm.outputs import CompletionOutput, RequestOutput
 
 
@@ -37,7 +34,7 @@ class _Choice:
         self.echoed = False
 
 
-class _CompletionRun:
+class _CompletionRun(ServingRun):
     """Folds the engine deltas of one completion request into choices and chunks."""
 
     def __init__(self, ctx: ServingContext, req: CompletionRequest,
@@ -124,25 +121,6 @@ class _CompletionRun:
         body["usage"] = self.usage()
         return body
 
-    async def collect(self, streams: Sequence[RequestStream]) -> None:
-        async for prompt_index, output in merge_streams(streams):
-            self.feed(prompt_index, output)
-
-    async def events(self, streams: Sequence[RequestStream]) -> AsyncIterator[Any]:
-        try:
-            async for prompt_index, output in merge_streams(streams):
-                for piece in self.feed(prompt_index, output):
-                    yield self.chunk([piece])
-        except EngineDeadError as exc:
-            yield engine_error(exc).body()
-            yield DONE
-            return
-        if self.req.include_usage:
-            final = self.chunk([])
-            final["usage"] = self.usage()
-            yield final
-        yield DONE
-
 
 async def create_completion(ctx: ServingContext, request: Request) -> Response:
     req = parse_completion_request(await ctx.read_json(request), ctx.limits, ctx.defaults)
@@ -157,13 +135,4 @@ async def create_completion(ctx: ServingContext, request: Request) -> Response:
               for item in inputs]
     run = _CompletionRun(ctx, req, inputs, model)
     streams = await ctx.submit(run.id, inputs, params)
-    if req.stream:
-        return SSEResponse(run.events(streams), on_close=lambda: ctx.abort_all(streams))
-    try:
-        await until_disconnect(request.receive, run.collect(streams),
-                               lambda: ctx.abort_all(streams))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except EngineDeadError as exc:
-        return engine_error(exc).response()
-    return JSONResponse(run.response())
+    return await respond(ctx, request, run, streams)
