@@ -646,6 +646,9 @@ std::vector<AttnCase> attention_cases() {
   // Odd block size and a head_dim that leaves vector tails.
   cases.push_back({2, 80, 5, DType::kFloat32, {{1, 23}, {9, 31}, {12, 12}}});
   cases.push_back({1, 96, 8, DType::kBFloat16, {{4, 600}, {1, 9}}});
+  // Groups that fill P.V head tiles and leave a remainder, with a vector tail.
+  cases.push_back({6, 72, 16, DType::kBFloat16, {{1, 90}, {7, 70}, {1, 1}}});
+  cases.push_back({8, 64, 8, DType::kFloat32, {{1, 130}, {3, 3}}});
   return cases;
 }
 

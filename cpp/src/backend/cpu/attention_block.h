@@ -106,6 +106,66 @@ void pv_accumulate(float* acc, const float* w, int64_t count, int64_t bs, int64_
   }
 }
 
+// For h < H: acc[h][i0 : i0 + NB * kW] += sum over keys n < count of w[h][n] * V(n)[i0 : ...]
+// (V(n) as in pv_cols). The H vectors share each V load; every acc element sums its keys in
+// the same order as pv_cols, so the result is bitwise that of H pv_cols calls.
+template <int kD, int NB, int H, typename VBlock>
+void pv_cols_heads(float* const* acc, const float* const* w, int64_t count, int64_t bs,
+                   int64_t d_rt, int64_t i0, const VBlock& vblock) {
+  const int64_t d = kD ? kD : d_rt;
+  vf c[H][NB];
+#pragma GCC unroll 8
+  for (int h = 0; h < H; ++h)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) c[h][b] = vload(acc[h] + i0 + b * kW);
+  for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j) {
+    const auto* v = vblock(j) + i0;
+    const int64_t nk = std::min(bs, count - n0);
+    for (int64_t n = 0; n < nk; ++n) {
+      vf vv[NB];
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) vv[b] = vload(v + n * d + b * kW);
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) {
+        vf wn = vset1(w[h][n0 + n]);
+#pragma GCC unroll 8
+        for (int b = 0; b < NB; ++b) c[h][b] = vfmadd(wn, vv[b], c[h][b]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int h = 0; h < H; ++h)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) vstore(acc[h] + i0 + b * kW, c[h][b]);
+}
+
+// Heads of a P.V register tile: kHeadTile x 4 accumulators (16 of 32 zmm, or 8 of 16 ymm).
+constexpr int kHeadTile = kW == 16 ? 4 : 2;
+
+// pv_accumulate for kHeadTile vectors at once (acc[h], w[h]); bitwise equal to kHeadTile
+// pv_accumulate calls.
+template <int kD, typename VBlock>
+void pv_accumulate_heads(float* const* acc, const float* const* w, int64_t count, int64_t bs,
+                         int64_t d_rt, const VBlock& vblock) {
+  const int64_t d = kD ? kD : d_rt;
+  int64_t i = 0;
+  for (; i + 4 * kW <= d; i += 4 * kW)
+    pv_cols_heads<kD, 4, kHeadTile>(acc, w, count, bs, d, i, vblock);
+  for (; i + kW <= d; i += kW) pv_cols_heads<kD, 1, kHeadTile>(acc, w, count, bs, d, i, vblock);
+  if (i < d) {
+    int rem = static_cast<int>(d - i);
+    for (int h = 0; h < kHeadTile; ++h) {
+      vf c = vload(acc[h] + i, rem);
+      for (int64_t n0 = 0, j = 0; n0 < count; n0 += bs, ++j) {
+        const auto* v = vblock(j) + i;
+        for (int64_t n = 0; n < std::min(bs, count - n0); ++n)
+          c = vfmadd(vset1(w[h][n0 + n]), vload(v + n * d, rem), c);
+      }
+      vstore(acc[h] + i, c, rem);
+    }
+  }
+}
+
 void scale_row(float* x, float alpha, int64_t d) {
   vf a = vset1(alpha);
   int64_t i = 0;

@@ -2,7 +2,8 @@
 // cpu_kernels.h for the work decomposition. Invariants:
 //  - a unit visits each chunk of ~64 keys of its KV head for all its query vectors (the tile's
 //    rows x the group's query heads) in turn, so the chunk's K/V stay in L1; a bfloat16 split
-//    is widened to float32 once when enough vectors share it;
+//    is widened to float32 once when enough vectors share it; P.V runs for kHeadTile query
+//    heads of a row at once (one V load per tile), bitwise equal to one head at a time;
 //  - each split keeps an online softmax (running max m, sum l, unnormalized acc) in float32;
 //    splits are merged in split order by combine(), identically in both execution modes, so
 //    the output does not depend on the thread count.
@@ -68,7 +69,8 @@ constexpr int64_t kWidenMinVectors = 2;
 constexpr int64_t kChunkKeys = 64;
 
 // Computes split `split` of unit u into out, chunk by chunk of ~kChunkKeys keys: per query
-// vector, the scores of its visible keys in the chunk, one softmax update, then P.V. A bfloat16 split is
+// vector, the scores of its visible keys in the chunk, one softmax update, then P.V (per tile of
+// kHeadTile heads when the chunk fits [kHeadTile, kChunkKeys] scores). A bfloat16 split is
 // widened to float32 once when the unit has kWidenMinVectors vectors or more, else read as
 // bfloat16 (same values either way). work: thread scratch past the partials.
 template <typename C, int kD>
@@ -106,6 +108,7 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
   // Chunks of whole blocks (~kChunkKeys keys): every vector of the unit passes over a chunk
   // while its K/V are in L1; one softmax update per vector and chunk.
   const int64_t chunk_blocks = std::max<int64_t>(1, kChunkKeys / bs);
+  alignas(64) float tile_scores[kHeadTile * kChunkKeys];  // [kHeadTile, kChunkKeys]
   auto run = [&](auto kblock, auto vblock) {
     const int64_t key_end = std::min(u.seq_len, blk_end * bs);
     for (int64_t j0 = 0; j0 < blk_end - blk_begin; j0 += chunk_blocks) {
@@ -116,7 +119,26 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
         const int64_t count = std::min(visible, c0 + chunk_blocks * bs) - c0;  // keys in chunk
         if (count <= 0) continue;
         const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
-        for (int64_t gh = 0; gh < group; ++gh) {
+        int64_t gh = 0;
+        // kHeadTile heads at a time: scores and softmax update per head, then one P.V tile.
+        if (chunk_blocks * bs <= kChunkKeys) {
+          for (; gh + kHeadTile <= group; gh += kHeadTile) {
+            float* accs[kHeadTile];
+            const float* ws[kHeadTile];
+            for (int h = 0; h < kHeadTile; ++h) {
+              const int64_t v = r * group + gh + h;
+              const float* q = qrow + (u.g * group + gh + h) * p.q.stride[1];
+              float* s = tile_scores + h * kChunkKeys;
+              for (int64_t n0 = 0, j = j0; n0 < count; n0 += bs, ++j)
+                qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, s + n0);
+              softmax_update(s, count, d, out.acc + v * d, out.m + v, out.l + v);
+              accs[h] = out.acc + v * d;
+              ws[h] = s;
+            }
+            pv_accumulate_heads<kD>(accs, ws, count, bs, d, vchunk);
+          }
+        }
+        for (; gh < group; ++gh) {
           const int64_t v = r * group + gh;
           const float* q = qrow + (u.g * group + gh) * p.q.stride[1];
           for (int64_t n0 = 0, j = j0; n0 < count; n0 += bs, ++j)
