@@ -132,9 +132,13 @@ def test_beam_search_ignore_eos_and_text(eos_model, prompts):
 
     model_dir, eos = eos_model
     llm = make_llm(model_dir)
+    generated_before = llm.llm_engine.get_stats()["num_generation_tokens"]
     outputs = llm.beam_search([{"prompt_token_ids": p} for p in prompts[:2]],
                               BeamSearchParams(beam_width=3, max_tokens=MAX_TOKENS, ignore_eos=True))
     assert_same_as_hf(outputs, model_dir, prompts[:2], 3, 1.0, False, None)
+    # Every live beam's step generates one token: 1 or 3 rows at the first step, 3 after it.
+    generated = llm.llm_engine.get_stats()["num_generation_tokens"] - generated_before
+    assert 2 * (1 + 3 * (MAX_TOKENS - 1)) <= generated <= 2 * 3 * MAX_TOKENS
     assert all(len(s.output_token_ids) == MAX_TOKENS and s.finish_reason == "length"
                for o in outputs for s in o.sequences)
     tokenizer = llm.get_tokenizer()

@@ -312,7 +312,10 @@ std::vector<RequestOutput> EngineImpl::run_step(const SchedulerOutput& out) {
     const int64_t prompt_part = std::max<int64_t>(
         0, std::min(s.num_computed_before + s.num_tokens, r.num_prompt_tokens) - s.num_computed_before);
     counters_.num_prompt_tokens_computed += prompt_part;
-    if (r.beam_group_id != 0) continue;  // beams report through BeamGroups
+    if (r.beam_group_id != 0) {  // beams report through BeamGroups; each live beam's row yields one token
+      if (plans[i].sample_row >= 0) counters_.num_generation_tokens++;
+      continue;
+    }
     RequestOutput& o = partial[i];
     if (sampled[i] >= 0) {
       counters_.num_generation_tokens++;
