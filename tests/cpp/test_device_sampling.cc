@@ -15,6 +15,7 @@
 #include "sample/device_sampling.h"
 #include "sample/sampler.h"
 #include "sampling_kernel_model.h"
+#include "no_op_backend.h"
 #include "test_harness.h"
 #include "util/check.h"
 
@@ -216,7 +217,7 @@ namespace {
 
 // A host "device" that claims device sampling and runs model_kernel in sample(), so that
 // DeviceSampler's upload, op call and read-back (token, rank and logprob layout) run here.
-class FakeSamplingBackend : public Backend {
+class FakeSamplingBackend : public NoOpModelBackend {
  public:
   std::string name() const override { return "fake"; }
   DType activation_dtype(DType) const override { return DType::kFloat32; }
@@ -227,16 +228,6 @@ class FakeSamplingBackend : public Backend {
   void copy_to_host(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
   void synchronize() override {}
   Tensor upload_weight(const Tensor& src, DType, Buffer*) override { return src; }
-  void embedding(const EmbeddingParams&) override {}
-  void rms_norm(const RmsNormParams&) override {}
-  void head_rms_norm(const HeadRmsNormParams&) override {}
-  void linear(const LinearParams&) override {}
-  void rotary_embedding(const RotaryParams&) override {}
-  void silu_and_mul(const SiluAndMulParams&) override {}
-  void write_kv_cache(const WriteKvCacheParams&) override {}
-  void paged_attention(const PagedAttentionParams&) override {}
-  void gather_rows(const GatherRowsParams&) override {}
-  void copy_blocks(const CopyBlocksParams&) override {}
   bool supports_device_sampling() const override { return true; }
   void sample(const SampleParams& p) override {
     ++num_calls;

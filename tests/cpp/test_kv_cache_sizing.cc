@@ -6,6 +6,7 @@
 #include "backend/allocation_stats.h"
 #include "backend/backend.h"
 #include "engine/kv_cache_sizing.h"
+#include "no_op_backend.h"
 #include "test_harness.h"
 
 using namespace pagedllm;
@@ -17,7 +18,7 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 
 // A device of total_bytes whose free memory is total - context - live allocations. Its
 // memory is bookkeeping only: allocations are fake addresses, ops are never called.
-class FakeMemoryBackend : public Backend {
+class FakeMemoryBackend : public NoOpModelBackend {
  public:
   FakeMemoryBackend(int64_t total, int64_t context) : total_(total), context_(context) {}
   std::string name() const override { return "fake"; }
@@ -46,16 +47,6 @@ class FakeMemoryBackend : public Backend {
   }
   void reset_peak_memory() override { stats_.reset_peak(); }
   Tensor upload_weight(const Tensor&, DType, Buffer*) override { return Tensor(); }
-  void embedding(const EmbeddingParams&) override {}
-  void rms_norm(const RmsNormParams&) override {}
-  void head_rms_norm(const HeadRmsNormParams&) override {}
-  void linear(const LinearParams&) override {}
-  void rotary_embedding(const RotaryParams&) override {}
-  void silu_and_mul(const SiluAndMulParams&) override {}
-  void write_kv_cache(const WriteKvCacheParams&) override {}
-  void paged_attention(const PagedAttentionParams&) override {}
-  void gather_rows(const GatherRowsParams&) override {}
-  void copy_blocks(const CopyBlocksParams&) override {}
 
  private:
   int64_t free_bytes() const { return total_ - context_ - stats_.allocated_bytes(); }
