@@ -256,8 +256,8 @@ def worker_llamacpp(a, workload: list, extra: dict) -> dict:
     max_seq = max(len(r["prompt"]) + r["output_len"] for r in workload)
     sizes = sorted({min(int(x), len(workload)) for x in a.llamacpp_parallel.split(",")}, reverse=True)
     opts = dict(threads=a.num_threads, n_batch=a.llamacpp_n_batch, n_ubatch=a.llamacpp_n_batch,
-                kv_type={"model": {"float32": "f32", "bfloat16": "bf16"}[a.dtype]}.get(a.llamacpp_kv_type,
-                                                                                      a.llamacpp_kv_type),
+                kv_type=({"float32": "f32", "bfloat16": "bf16"}[a.dtype] if a.llamacpp_kv_type == "model"
+                         else a.llamacpp_kv_type),
                 flash_attn=a.llamacpp_flash_attn, kv_unified=a.llamacpp_kv_unified)
     t_load = time.perf_counter()
     eng = LlamaCppBatched(gguf_path, sizes[0], max_seq, **opts)

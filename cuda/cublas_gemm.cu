@@ -30,7 +30,6 @@ struct GpuGemm::Impl {
   cublasHandle_t handle = nullptr;
   void* workspace = nullptr;  // [kWorkspaceBytes] bytes
   gpuStream_t stream = nullptr;
-  std::string path;
 
   ~Impl() {
     if (handle != nullptr) lib->destroy(handle);
@@ -50,7 +49,6 @@ std::unique_ptr<GpuGemm> GpuGemm::create(gpuStream_t stream, std::string* error)
   impl->lib = load_cublas(error);
   if (impl->lib == nullptr) return nullptr;
   const CublasLibrary& lib = *impl->lib;
-  impl->path = lib.path;
   cublasStatus_t st = lib.create(&impl->handle);
   if (st != CUBLAS_STATUS_SUCCESS) {
     impl->handle = nullptr;
@@ -78,7 +76,7 @@ GpuGemm::GpuGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuGemm::~GpuGemm() = default;
 
 size_t GpuGemm::workspace_bytes() const { return kWorkspaceBytes; }
-const std::string& GpuGemm::library_path() const { return impl_->path; }
+const std::string& GpuGemm::library_path() const { return impl_->lib->path; }
 
 void GpuGemm::linear(const LinearParams& p) {
   const GemmShape s = check_linear(p);

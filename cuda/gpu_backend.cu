@@ -3,7 +3,6 @@
 #include "gpu_backend.cuh"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 
 #include "backend/gpu_backend_factory.h"
@@ -13,12 +12,6 @@ namespace pagedllm {
 namespace {
 
 bool is_float(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16; }
-
-std::string gib(size_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
-  return text;
-}
 
 }  // namespace
 
@@ -108,7 +101,7 @@ size_t GpuBackend::default_kv_cache_bytes() const {
   return budget > 0 ? static_cast<size_t>(budget) : 0;
 }
 
-void* GpuBackend::allocate(size_t nbytes) {
+void* GpuBackend::malloc_device(size_t nbytes) {
   use_device();
   void* data = nullptr;
   const gpuError_t err = gpuMalloc(&data, std::max<size_t>(nbytes, 1));
@@ -117,8 +110,13 @@ void* GpuBackend::allocate(size_t nbytes) {
     PAGEDLLM_CHECK(err == gpuErrorMemoryAllocation, "gpuMalloc(" << nbytes << ") failed: " << gpuGetErrorString(err));
     return nullptr;
   }
-  PAGEDLLM_GPU_CHECK(gpuMemsetAsync(data, 0, nbytes, stream_));
   stats_.on_allocate(data, nbytes);
+  return data;
+}
+
+void* GpuBackend::allocate(size_t nbytes) {
+  void* data = malloc_device(nbytes);
+  if (data != nullptr) PAGEDLLM_GPU_CHECK(gpuMemsetAsync(data, 0, nbytes, stream_));
   return data;
 }
 
@@ -131,19 +129,8 @@ void GpuBackend::deallocate(void* data) {
 }
 
 Buffer GpuBackend::allocate_weight(size_t nbytes) {
-  use_device();
-  void* data = nullptr;
-  const gpuError_t err = gpuMalloc(&data, std::max<size_t>(nbytes, 1));
-  if (err != gpuSuccess) {
-    gpuGetLastError();
-    PAGEDLLM_CHECK(err == gpuErrorMemoryAllocation, "gpuMalloc(" << nbytes << ") failed: " << gpuGetErrorString(err));
-    size_t free_bytes = 0, total_bytes = 0;
-    if (gpuMemGetInfo(&free_bytes, &total_bytes) != gpuSuccess) gpuGetLastError();
-    throw OutOfMemoryError("not enough GPU memory: need " + gib(nbytes) + ", free " + gib(free_bytes) + " of " +
-                           gib(total_bytes) + " on " + name() + " (loading the weights; pagedllm holds " +
-                           gib(static_cast<size_t>(stats_.allocated_bytes())) + ")");
-  }
-  stats_.on_allocate(data, nbytes);
+  void* data = malloc_device(nbytes);
+  if (data == nullptr) throw OutOfMemoryError(out_of_memory_message(*this, nbytes) + " while loading the weights");
   return Buffer(this, data, nbytes);
 }
 

@@ -104,6 +104,8 @@ class GpuBackend : public Backend {
   void use_device() const;
   // Device memory for a weight (not zero-filled); throws OutOfMemoryError.
   Buffer allocate_weight(size_t nbytes);
+  // gpuMalloc counted in stats_ (not zero-filled); nullptr when out of memory.
+  void* malloc_device(size_t nbytes);
   // copy_to_device of a large pageable source through staging_ (consumed on return).
   void copy_staged(void* dst, const void* src_host, size_t nbytes);
 

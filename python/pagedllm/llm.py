@@ -89,7 +89,7 @@ class LLM:
         """Beam search over every prompt (vLLM's interface, Hugging Face transformers'
         semantics: see pagedllm.beam_search); one BeamSearchOutput per prompt, in order, with
         ``params.beam_width`` sequences each, best score first."""
-        counter = (f"beam-{next(self._request_counter)}" for _ in itertools.count())
+        counter = (f"beam-{i}" for i in self._request_counter)
         return run_beam_search(self.llm_engine, as_prompt_list(prompts), params, counter)
 
     def chat(self, messages: list[Message] | list[list[Message]],

@@ -72,14 +72,7 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
   load("model.norm.weight", {H}, DType::kFloat32, &final_norm_);
   if (c.tie_word_embeddings && weights.find("lm_head.weight") == nullptr) {
     lm_head_ = embed_tokens_;
-    if (status.ok()) {
-      Buffer packed_storage;
-      Tensor packed = backend_->pack_linear_weight({embed_tokens_}, &packed_storage);
-      if (packed.data != nullptr) {
-        lm_head_ = packed;
-        storage_.push_back(std::move(packed_storage));
-      }
-    }
+    if (status.ok()) try_pack({embed_tokens_}, &lm_head_);  // the embedding stays mapped: no release
   } else {
     linear({"lm_head.weight"}, {{V, H}}, {&lm_head_}, nullptr);
   }
@@ -109,6 +102,15 @@ Status LlamaModel::load_weights(const WeightSet& weights) {
   return status;
 }
 
+bool LlamaModel::try_pack(const std::vector<Tensor>& parts, Tensor* out) {
+  Buffer storage;
+  Tensor packed = backend_->pack_linear_weight(parts, &storage);
+  if (packed.data == nullptr) return false;
+  *out = packed;
+  storage_.push_back(std::move(storage));
+  return true;
+}
+
 Status LlamaModel::load_linear(const WeightSet& weights, const std::vector<std::string>& names,
                                const std::vector<std::vector<int64_t>>& shapes,
                                const std::vector<Tensor*>& outs, Tensor* fused) {
@@ -125,11 +127,7 @@ Status LlamaModel::load_linear(const WeightSet& weights, const std::vector<std::
   auto pack = [&](const std::vector<size_t>& group, Tensor* out) {
     std::vector<Tensor> inputs;
     for (size_t i : group) inputs.push_back(parts[i]);
-    Buffer storage;
-    Tensor packed = backend_->pack_linear_weight(inputs, &storage);
-    if (packed.data == nullptr) return false;
-    *out = packed;
-    storage_.push_back(std::move(storage));
+    if (!try_pack(inputs, out)) return false;
     for (size_t i : group) release_mapped_pages(hosts[i].data, hosts[i].nbytes());
     return true;
   };

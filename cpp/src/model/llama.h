@@ -84,6 +84,9 @@ class LlamaModel {
   // Loads the linear weights `names` ([N_i, K] `shapes`) in dtype_ into outs, packed by the
   // backend when it can: one packed weight of their row concatenation into *fused (outs left
   // empty) when fused is set, else each packed in place.
+  // Packs parts into one linear weight (Backend::pack_linear_weight) kept in storage_; false,
+  // with *out untouched, when the backend has no packed layout.
+  bool try_pack(const std::vector<Tensor>& parts, Tensor* out);
   Status load_linear(const WeightSet& weights, const std::vector<std::string>& names,
                      const std::vector<std::vector<int64_t>>& shapes, const std::vector<Tensor*>& outs,
                      Tensor* fused);

@@ -26,18 +26,9 @@ ModelRunner::ModelRunner(const RunnerConfig& config, Backend* backend, LlamaMode
 
 void ModelRunner::allocate_kv_cache(int64_t num_blocks) {
   PAGEDLLM_CHECK(kv_cache_.empty() && num_blocks >= 1, "allocate_kv_cache(" << num_blocks << ") called twice or empty");
-  const ModelConfig& mc = model_->config();
-  const int64_t nkv = mc.num_key_value_heads, D = mc.head_dim, L = mc.num_hidden_layers, bs = config_.block_size;
-  const size_t layer_bytes = static_cast<size_t>(num_blocks * nkv * bs * D) * dtype_size(model_->dtype());
+  const int64_t L = model_->config().num_hidden_layers;
   num_kv_blocks_ = num_blocks;
-  for (int64_t i = 0; i < L; ++i) {
-    kv_storage_.push_back(backend_->allocate_buffer(layer_bytes));
-    kv_storage_.push_back(backend_->allocate_buffer(layer_bytes));
-    KvCacheLayer layer;
-    layer.k = kv_storage_[2 * i].as_tensor(model_->dtype(), {num_blocks, nkv, bs, D});
-    layer.v = kv_storage_[2 * i + 1].as_tensor(model_->dtype(), {num_blocks, nkv, bs, D});
-    kv_cache_.push_back(layer);
-  }
+  kv_cache_ = make_kv_layers(num_blocks, &kv_storage_);
   std::vector<int64_t> cache_ptrs(2 * L);  // [2, L]
   for (int64_t i = 0; i < L; ++i) {
     cache_ptrs[i] = reinterpret_cast<int64_t>(kv_cache_[i].k.data);
@@ -169,22 +160,29 @@ void ModelRunner::capture_graphs(const std::vector<int64_t>& sizes) {
   graph_ids_ = std::move(ids);
 }
 
+std::vector<KvCacheLayer> ModelRunner::make_kv_layers(int64_t num_blocks, std::vector<Buffer>* storage) {
+  const ModelConfig& mc = model_->config();
+  const int64_t nkv = mc.num_key_value_heads, D = mc.head_dim, bs = config_.block_size;
+  const size_t bytes = static_cast<size_t>(num_blocks * nkv * bs * D) * dtype_size(model_->dtype());
+  std::vector<KvCacheLayer> layers;
+  for (int64_t i = 0; i < mc.num_hidden_layers; ++i) {
+    storage->push_back(backend_->allocate_buffer(bytes));
+    storage->push_back(backend_->allocate_buffer(bytes));
+    const size_t k = storage->size() - 2;
+    layers.push_back({(*storage)[k].as_tensor(model_->dtype(), {num_blocks, nkv, bs, D}),
+                      (*storage)[k + 1].as_tensor(model_->dtype(), {num_blocks, nkv, bs, D})});
+  }
+  return layers;
+}
+
 void ModelRunner::profile_run() {
   const ModelConfig& mc = model_->config();
   const int64_t B = config_.max_num_seqs, bs = config_.block_size;
   const int64_t T = std::min(config_.max_num_batched_tokens, B * config_.max_model_len);  // no sequence > max_model_len
   const int64_t longest = (T + B - 1) / B;
   const int64_t blocks = (longest + bs - 1) / bs;
-  const int64_t nkv = mc.num_key_value_heads, D = mc.head_dim;
   std::vector<Buffer> storage;
-  std::vector<KvCacheLayer> cache;
-  for (int64_t i = 0; i < mc.num_hidden_layers; ++i) {
-    const size_t bytes = static_cast<size_t>(blocks * nkv * bs * D) * dtype_size(model_->dtype());
-    storage.push_back(backend_->allocate_buffer(bytes));
-    storage.push_back(backend_->allocate_buffer(bytes));
-    cache.push_back({storage[2 * i].as_tensor(model_->dtype(), {blocks, nkv, bs, D}),
-                     storage[2 * i + 1].as_tensor(model_->dtype(), {blocks, nkv, bs, D})});
-  }
+  const std::vector<KvCacheLayer> cache = make_kv_layers(blocks, &storage);
   StepInputs& in = *inputs_;
   int64_t t = 0;
   in.query_start_loc()[0] = 0;

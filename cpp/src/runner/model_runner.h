@@ -77,6 +77,9 @@ class ModelRunner {
   void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pairs);
 
  private:
+  // One K and one V buffer per layer of num_blocks blocks, appended to *storage, viewed as
+  // [num_blocks, num_kv_heads, block_size, head_dim] in the model's dtype.
+  std::vector<KvCacheLayer> make_kv_layers(int64_t num_blocks, std::vector<Buffer>* storage);
   // Fills the host staging arrays of `output`; returns max_seq_len over its requests.
   int32_t stage(const SchedulerOutput& output, const KVCacheManager& kv, const std::vector<int32_t>& logits_indices);
   // Enqueues the upload of a staged step of num_seqs sequences; the one place inputs reach the
