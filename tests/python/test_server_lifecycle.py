@@ -111,6 +111,21 @@ def test_waiting_queue_full_is_503(limited):
     assert r.status_code == 200
 
 
+def test_waiting_queue_counts_best_of(limited):
+    """A request queues best_of samples, not n: n=1, best_of=3 overflows a queue of 2 as
+    n=3 does; best_of=2 fits."""
+    url = f"{limited.url}/v1/completions"
+    with httpx.Client(timeout=30, headers=limited.headers()) as client:
+        limited.wait_idle(timeout=10.0)
+        for extra in ({"n": 3}, {"n": 1, "best_of": 3}):
+            r = client.post(url, json={"prompt": "x", "max_tokens": 1, **extra})
+            assert r.status_code == 503, (extra, r.text)
+            assert "waiting" in r.json()["error"]["message"]
+        r = client.post(url, json={"prompt": "x", "max_tokens": 2, "n": 1, "best_of": 2})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["choices"]) == 1
+
+
 def test_sigterm_graceful_shutdown():
     server = ServerProcess("--shutdown-timeout", "1")
     received: list[str] = []

@@ -47,12 +47,13 @@ class RequestStream:
 
     Yields DELTA RequestOutputs until the finished one. ``scheduled_time`` is the
     ``time.time()`` at which the engine first scheduled the request (None before).
+    ``num_outputs`` is the completions it delivers (``n``; ``best_of`` may generate more).
     """
 
-    def __init__(self, request_id: str, arrival_time: float, num_samples: int) -> None:
+    def __init__(self, request_id: str, arrival_time: float, num_outputs: int) -> None:
         self.request_id = request_id
         self.arrival_time = arrival_time
-        self.num_samples = num_samples
+        self.num_outputs = num_outputs
         self.scheduled_time: float | None = None
         self.num_generation_tokens = 0
         self.finished = False
@@ -82,7 +83,7 @@ class _Add:
         self.params = params
         self.arrival_time = arrival_time
         self.future = future
-        self.num_samples = params.n
+        self.num_samples = params.num_samples  # core requests it becomes (best_of or n)
 
 
 class AsyncEngine:
@@ -160,7 +161,7 @@ class AsyncEngine:
         EngineDeadError, or the engine's ValueError/TypeError for a request it refuses, and
         then aborts the others.
         """
-        self.check_capacity(sum(params.n for _, _, params in requests))
+        self.check_capacity(sum(params.num_samples for _, _, params in requests))
         arrival = arrival_time if arrival_time is not None else time.time()
         loop = asyncio.get_running_loop()
         streams, commands = [], []

@@ -139,7 +139,7 @@ class ServerMetrics:
         if metrics is not None:
             if metrics.first_token_time is not None:
                 self.ttft.observe(max(0.0, metrics.first_token_time - arrival))
-                per_sample = stream.num_generation_tokens / max(1, stream.num_samples)
+                per_sample = stream.num_generation_tokens / max(1, stream.num_outputs)
                 if metrics.last_token_time is not None and per_sample > 1:
                     self.tpot.observe((metrics.last_token_time - metrics.first_token_time)
                                       / (per_sample - 1))

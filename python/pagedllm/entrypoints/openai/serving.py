@@ -121,7 +121,7 @@ class ServingContext:
         503 when the waiting queue is full, 400 when the engine refuses an input."""
         engine = self.engine
         try:
-            engine.check_capacity(sum(p.n for p in params))
+            engine.check_capacity(sum(p.num_samples for p in params))
         except QueueFullError as exc:
             self.metrics.rejected.inc()
             raise server_busy(str(exc)) from exc
