@@ -3,6 +3,7 @@
 // tables holding each block, no double free, the prefix-cache index consistent, every block's
 // content what its holders expect, the pool full at the end).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -70,7 +71,7 @@ struct Beam {
 
 std::vector<BeamView> views(const std::vector<Beam>& beams) {
   std::vector<BeamView> v;
-  for (const Beam& b : beams) v.push_back({b.cum, &b.out, &b.logprobs, &b.cands});
+  for (const Beam& b : beams) v.push_back({b.cum, &b.out, 0, &b.logprobs, &b.cands});
   return v;
 }
 
@@ -126,6 +127,80 @@ TEST(BeamSearch, MaxTokensFinishesTheTopWidthCandidates) {
   EXPECT_EQ(state.finished()[0].token_ids[0], 4);
   EXPECT_EQ(state.finished()[1].token_ids[0], 5);
   EXPECT_TRUE(state.finished()[1].finish_reason == pagedllm::FinishReason::kLength);
+}
+
+TEST(BeamSearch, StepTiesGoToTheLowerBeamThenTheLowerToken) {
+  BeamSearchParams p;
+  p.beam_width = 2;
+  BeamSearchState state(p, {0}, 10);
+  std::vector<Beam> beams(2);
+  beams[0].cum = beams[1].cum = -1.0;
+  beams[0].out = {5};
+  beams[1].out = {6};
+  beams[0].cands = {{4, -0.5f}, {3, -0.5f}, {7, -2.0f}, {8, -2.0f}};
+  beams[1].cands = {{1, -0.5f}, {2, -0.5f}, {7, -2.0f}, {8, -2.0f}};
+  const std::vector<BeamChoice> next = state.step(views(beams));
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_TRUE(next[0].parent == 0 && next[0].token_id == 3);
+  EXPECT_TRUE(next[1].parent == 0 && next[1].token_id == 4);
+}
+
+// The rule top_logprobs keeps: the k highest logits, best first, equal logits to the lower id.
+TEST(BeamSearch, TopLogprobsTiesGoToTheLowerTokenId) {
+  const std::vector<float> logits = {1.0f, 3.0f, 3.0f, 0.0f, 3.0f, 2.0f};
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - 3.0);
+  const double lse = 3.0 + std::log(sum);
+  const float top = static_cast<float>(3.0 - lse);
+  std::vector<std::pair<int32_t, float>> out = {{9, 9.0f}};  // replaced, not appended to
+  pagedllm::top_logprobs(logits.data(), 6, 4, 0.0f, &out);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].first, 1);
+  EXPECT_EQ(out[1].first, 2);
+  EXPECT_EQ(out[2].first, 4);
+  EXPECT_EQ(out[3].first, 5);
+  EXPECT_EQ(out[0].second, top);
+  EXPECT_EQ(out[1].second, top);
+  EXPECT_EQ(out[2].second, top);
+  const std::vector<float> flat(5, 0.5f);
+  pagedllm::top_logprobs(flat.data(), 5, 3, 1.0f, &out);
+  ASSERT_EQ(out.size(), 3u);
+  for (int32_t i = 0; i < 3; ++i) EXPECT_EQ(out[static_cast<size_t>(i)].first, i);
+  pagedllm::top_logprobs(logits.data(), 6, 10, 0.0f, &out);  // k above the vocabulary
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_EQ(out[5].first, 3);
+}
+
+// top_logprobs against a full stable sort (ids ascending, then by logit descending), on rows
+// with many equal logits: the same ids in the same order and bit-identical logprobs.
+TEST(BeamSearch, TopLogprobsMatchesAFullSort) {
+  std::mt19937 rng(1234);
+  std::vector<std::pair<int32_t, float>> out;
+  for (int64_t vocab : {1, 2, 7, 100, 1000}) {
+    for (float temperature : {0.0f, 0.7f, 2.0f}) {
+      std::uniform_int_distribution<int> level(-8, 8);
+      std::vector<float> logits(static_cast<size_t>(vocab));
+      for (float& l : logits) l = static_cast<float>(level(rng)) * 0.25f;
+      const double inv_t = temperature > 0.0f ? 1.0 / temperature : 1.0;
+      double max_logit = -INFINITY;
+      for (float l : logits) max_logit = std::max(max_logit, l * inv_t);
+      double sum = 0.0;
+      for (float l : logits) sum += std::exp(l * inv_t - max_logit);
+      const double lse = max_logit + std::log(sum);
+      std::vector<int32_t> ids(static_cast<size_t>(vocab));
+      for (int32_t i = 0; i < static_cast<int32_t>(vocab); ++i) ids[static_cast<size_t>(i)] = i;
+      std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+      for (int64_t k : {int64_t{1}, int64_t{2}, int64_t{8}, vocab, vocab + 3}) {
+        pagedllm::top_logprobs(logits.data(), vocab, k, temperature, &out);
+        const size_t n = static_cast<size_t>(std::min(k, vocab));
+        ASSERT_EQ(out.size(), n);
+        for (size_t i = 0; i < n; ++i) {
+          EXPECT_EQ(out[i].first, ids[i]);
+          EXPECT_EQ(out[i].second, static_cast<float>(logits[static_cast<size_t>(ids[i])] * inv_t - lse));
+        }
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- random scheduler workloads

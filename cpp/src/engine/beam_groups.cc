@@ -54,8 +54,7 @@ Status BeamGroups::add(const std::string& request_id, std::vector<int32_t> promp
 
 void BeamGroups::collect_candidates(Request& request, const float* logits) const {
   const Group& group = groups_.at(request.beam_group_id);
-  request.beam_candidates =
-      top_logprobs(logits, info_.vocab_size, group.state.num_candidates(), group.temperature);
+  top_logprobs(logits, info_.vocab_size, group.state.num_candidates(), group.temperature, &request.beam_candidates);
 }
 
 void BeamGroups::advance(const SchedulerOutput& out, uint64_t* next_seq_id,
@@ -71,12 +70,10 @@ void BeamGroups::advance(const SchedulerOutput& out, uint64_t* next_seq_id,
       continue;
     }
     Group& group = groups_.at(g);
-    std::vector<std::vector<int32_t>> outputs_of(beams.size());
     std::vector<BeamView> views(beams.size());
     for (size_t b = 0; b < beams.size(); ++b) {
       const Request& r = *beams[b];
-      outputs_of[b].assign(r.token_ids.begin() + r.num_prompt_tokens, r.token_ids.end());
-      views[b] = {r.beam_cum_logprob, &outputs_of[b], &r.beam_logprobs, &r.beam_candidates};
+      views[b] = {r.beam_cum_logprob, &r.token_ids, r.num_prompt_tokens, &r.beam_logprobs, &r.beam_candidates};
     }
     const std::vector<BeamChoice> choices = group.state.step(views);
     if (choices.empty()) {

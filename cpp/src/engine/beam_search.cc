@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <string>
 
 #include "util/check.h"
@@ -40,16 +39,14 @@ bool BeamSearchState::is_eos(int32_t token_id) const {
 std::vector<BeamChoice> BeamSearchState::step(const std::vector<BeamView>& beams) {
   PAGEDLLM_CHECK(!beams.empty(), "beam step without beams");
   const int64_t W = params_.beam_width;
-  const int64_t num_generated = static_cast<int64_t>(beams.front().output_token_ids->size()) + 1;
-  struct Candidate {
-    double score;
-    int32_t beam;
-    int32_t rank;  // position in the beam's candidate list (token order for ties)
+  auto num_generated_of = [](const BeamView& b) {
+    return static_cast<int64_t>(b.token_ids->size()) - b.num_prompt_tokens + 1;
   };
-  std::vector<Candidate> all;
+  const int64_t num_generated = num_generated_of(beams.front());
+  std::vector<Candidate>& all = candidates_;
+  all.clear();
   for (size_t b = 0; b < beams.size(); ++b) {
-    PAGEDLLM_CHECK(static_cast<int64_t>(beams[b].output_token_ids->size()) + 1 == num_generated,
-                   "beams of one step differ in length");
+    PAGEDLLM_CHECK(num_generated_of(beams[b]) == num_generated, "beams of one step differ in length");
     const auto& cands = *beams[b].candidates;
     for (size_t i = 0; i < cands.size(); ++i) {
       all.push_back({beams[b].cum_logprob + cands[i].second, static_cast<int32_t>(b), static_cast<int32_t>(i)});
@@ -63,7 +60,6 @@ std::vector<BeamChoice> BeamSearchState::step(const std::vector<BeamView>& beams
   };
   const size_t K = std::min<size_t>(all.size(), static_cast<size_t>(num_candidates_));
   std::partial_sort(all.begin(), all.begin() + K, all.end(), better);
-  all.resize(K);
 
   const double length_norm = std::pow(static_cast<double>(num_generated), params_.length_penalty);
   std::vector<BeamChoice> next;
@@ -85,7 +81,8 @@ std::vector<BeamChoice> BeamSearchState::step(const std::vector<BeamView>& beams
     }
     if (static_cast<int64_t>(k) >= W) continue;
     BeamSequence seq;
-    seq.token_ids = *parent.output_token_ids;
+    seq.token_ids.reserve(static_cast<size_t>(num_generated));
+    seq.token_ids.assign(parent.token_ids->begin() + parent.num_prompt_tokens, parent.token_ids->end());
     seq.token_ids.push_back(cand.first);
     seq.logprobs = *parent.logprobs;
     seq.logprobs.push_back(cand.second);
@@ -108,23 +105,33 @@ std::vector<BeamChoice> BeamSearchState::step(const std::vector<BeamView>& beams
   return next;
 }
 
-std::vector<std::pair<int32_t, float>> top_logprobs(const float* logits, int64_t vocab_size, int64_t k,
-                                                    float temperature) {
+void top_logprobs(const float* logits, int64_t vocab_size, int64_t k, float temperature,
+                  std::vector<std::pair<int32_t, float>>* out) {
+  out->clear();
+  k = std::min(k, vocab_size);
+  if (k <= 0) return;
+  // A heap of the k best (id, logit) so far, worst on top. Ids arrive in increasing order, so
+  // a later id enters only with a strictly higher logit than the worst kept.
+  auto better = [](const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  };
+  for (int64_t i = 0; i < k; ++i) out->push_back({static_cast<int32_t>(i), logits[i]});
+  std::make_heap(out->begin(), out->end(), better);
+  float worst = out->front().second;
+  for (int64_t i = k; i < vocab_size; ++i) {
+    if (!(logits[i] > worst)) continue;
+    std::pop_heap(out->begin(), out->end(), better);
+    out->back() = {static_cast<int32_t>(i), logits[i]};
+    std::push_heap(out->begin(), out->end(), better);
+    worst = out->front().second;
+  }
+  std::sort_heap(out->begin(), out->end(), better);
   const double inv_t = temperature > 0.0f ? 1.0 / temperature : 1.0;
-  double max_logit = -INFINITY;
-  for (int64_t i = 0; i < vocab_size; ++i) max_logit = std::max(max_logit, logits[i] * inv_t);
+  const double max_logit = out->front().second * inv_t;  // the row's maximum: scaling keeps order
   double sum = 0.0;
   for (int64_t i = 0; i < vocab_size; ++i) sum += std::exp(logits[i] * inv_t - max_logit);
   const double lse = max_logit + std::log(sum);
-  k = std::min(k, vocab_size);
-  std::vector<int32_t> ids(static_cast<size_t>(vocab_size));
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-  });
-  std::vector<std::pair<int32_t, float>> out;
-  for (int64_t i = 0; i < k; ++i) out.push_back({ids[i], static_cast<float>(logits[ids[i]] * inv_t - lse)});
-  return out;
+  for (auto& [id, value] : *out) value = static_cast<float>(value * inv_t - lse);
 }
 
 }  // namespace pagedllm

@@ -23,11 +23,12 @@
 
 namespace pagedllm {
 
-// A live beam as a step sees it.
+// A live beam as a step sees it (pointers into the beam's own state: nothing is copied).
 struct BeamView {
   double cum_logprob = 0.0;
-  const std::vector<int32_t>* output_token_ids = nullptr;  // generated so far
-  const std::vector<float>* logprobs = nullptr;            // one per generated token
+  const std::vector<int32_t>* token_ids = nullptr;  // prompt, then the tokens generated so far
+  int64_t num_prompt_tokens = 0;                    // generated tokens start at this index
+  const std::vector<float>* logprobs = nullptr;     // one per generated token
   const std::vector<std::pair<int32_t, float>>* candidates = nullptr;  // best next (token, logprob), best first
 };
 
@@ -53,6 +54,11 @@ class BeamSearchState {
   const std::vector<BeamSequence>& finished() const { return finished_; }
 
  private:
+  struct Candidate {
+    double score;  // s_b + l_t
+    int32_t beam;
+    int32_t rank;  // position in the beam's candidate list
+  };
   bool is_eos(int32_t token_id) const;
 
   BeamSearchParams params_;
@@ -60,11 +66,13 @@ class BeamSearchState {
   int64_t max_new_tokens_;
   int64_t num_candidates_;
   std::vector<BeamSequence> finished_;
+  std::vector<Candidate> candidates_;  // [beams * K] scratch of step(), kept for its capacity
 };
 
-// The k best (token id, logprob) of one logits row under log_softmax(logits / temperature)
-// (temperature <= 0 means 1), best first, ties to the lower token id.
-std::vector<std::pair<int32_t, float>> top_logprobs(const float* logits, int64_t vocab_size, int64_t k,
-                                                    float temperature);
+// Replaces *out by the k best (token id, logprob) of one logits row [vocab_size] under
+// log_softmax(logits / temperature) (temperature <= 0 means 1): min(k, vocab_size) of them,
+// best first, equal logits to the lower token id. O(vocab_size log k); reuses out's capacity.
+void top_logprobs(const float* logits, int64_t vocab_size, int64_t k, float temperature,
+                  std::vector<std::pair<int32_t, float>>* out);
 
 }  // namespace pagedllm
