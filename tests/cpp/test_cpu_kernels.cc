@@ -433,13 +433,16 @@ OP_TEST(silu_and_mul, matches_reference) {
 
 // ---------------------------------------------------------------- KV cache and attention
 
+// A random KV cache [blocks, heads, block_size, d]. The CPU backend stores a (block, head) slab
+// of K transposed, [d, block_size] (ops.h): `keys` caches are read that way.
 struct Cache {
   DType dtype;
   int64_t blocks, heads, block_size, d;
+  bool keys;
   std::vector<float> f32;
   std::vector<uint16_t> b16;
-  Cache(DType dt, int64_t nb, int64_t h, int64_t bs, int64_t hd, Rng& rng)
-      : dtype(dt), blocks(nb), heads(h), block_size(bs), d(hd) {
+  Cache(DType dt, int64_t nb, int64_t h, int64_t bs, int64_t hd, Rng& rng, bool is_keys = false)
+      : dtype(dt), blocks(nb), heads(h), block_size(bs), d(hd), keys(is_keys) {
     std::vector<float> v = rng.floats(nb * h * bs * hd);
     if (dt == DType::kBFloat16) {
       for (float x : v) b16.push_back(ref_bf16(x));
@@ -452,7 +455,8 @@ struct Cache {
     return Tensor::contiguous(p, dtype, {blocks, heads, block_size, d});
   }
   float at(int64_t block, int64_t head, int64_t off, int64_t i) const {
-    int64_t idx = ((block * heads + head) * block_size + off) * d + i;
+    int64_t slab = (block * heads + head) * block_size * d;
+    int64_t idx = slab + (keys ? i * block_size + off : off * d + i);
     return dtype == DType::kBFloat16 ? bf16_value(b16[idx]) : f32[idx];
   }
 };
@@ -466,7 +470,7 @@ OP_TEST(write_kv_cache, slots_and_dtypes) {
     for (int64_t d : {64, 68}) {
       for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
         const int64_t ld = 3 * heads * d;
-        Cache kc(dt, nb, heads, bs, d, rng), vc(dt, nb, heads, bs, d, rng);
+        Cache kc(dt, nb, heads, bs, d, rng, true), vc(dt, nb, heads, bs, d, rng);
         Cache k_before = kc, v_before = vc;
         std::vector<float> qkv = rng.floats(t * ld);
         std::vector<int64_t> all_slots(nb * bs);
@@ -586,7 +590,7 @@ std::vector<float> run_attention(Backend* backend, Isa isa, const AttnCase& c, u
   int64_t next = 0;
   for (int64_t i = 0; i < b; ++i)
     for (int64_t j = 0; j < (lens[i] + bs - 1) / bs; ++j) table[i * width + j] = phys[next++];
-  Cache kc(c.dtype, nb, hkv, bs, d, rng), vc(c.dtype, nb, hkv, bs, d, rng);
+  Cache kc(c.dtype, nb, hkv, bs, d, rng, true), vc(c.dtype, nb, hkv, bs, d, rng);
   const int64_t ldq = hq * d + 16, ldo = hq * d + 8;
   std::vector<float> q = rng.floats(t * ldq, -2.0f, 2.0f);
   std::vector<float> out(t * ldo, kNaN);
@@ -649,6 +653,9 @@ std::vector<AttnCase> attention_cases() {
   // Groups that fill P.V head tiles and leave a remainder, with a vector tail.
   cases.push_back({6, 72, 16, DType::kBFloat16, {{1, 90}, {7, 70}, {1, 1}}});
   cases.push_back({8, 64, 8, DType::kFloat32, {{1, 130}, {3, 3}}});
+  // Blocks of two key vectors, and blocks larger than a softmax chunk.
+  cases.push_back({4, 64, 32, DType::kBFloat16, {{1, 70}, {33, 97}, {1, 1}}});
+  cases.push_back({2, 64, 128, DType::kFloat32, {{1, 300}, {130, 260}, {2, 2}}});
   return cases;
 }
 
@@ -658,6 +665,59 @@ OP_TEST(paged_attention, mixed_batches) {
   for (Isa isa : supported_isas()) {
     IsaScope scope(isa);
     for (const AttnCase& c : attention_cases()) run_attention(backend.get(), isa, c, seed++);
+  }
+}
+
+// One query row of a sequence (position 299 of 300) computed three ways: as a lone decode, as a
+// decode among other sequences (which changes the work split and the units around it), and as
+// the last row of a 37-row prefill tile (other QK tiles, the split widened to float32 once):
+// the output is bitwise the same, per ISA tier and cache dtype.
+OP_TEST(paged_attention, row_does_not_depend_on_batch_or_tile) {
+  auto backend = make_backend(3);
+  const int64_t hkv = 2, group = 4, hq = hkv * group, d = 64, bs = 16, nb = 80;
+  const int32_t len_a = 300;
+  for (Isa isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
+      Rng rng(31);
+      Cache kc(dt, nb, hkv, bs, d, rng, true), vc(dt, nb, hkv, bs, d, rng);
+      std::vector<float> qa = rng.floats(37 * hq * d, -2.0f, 2.0f);  // rows 263..299 of A
+      auto run = [&](const std::vector<SeqSpec>& seqs, int64_t a_index) {
+        const int64_t b = static_cast<int64_t>(seqs.size()), width = 50;
+        std::vector<int32_t> qsl(1, 0), lens, table(b * width, 0);
+        for (int64_t i = 0; i < b; ++i) {
+          qsl.push_back(qsl.back() + seqs[i].q_len);
+          lens.push_back(seqs[i].seq_len);
+          for (int64_t j = 0; j < width; ++j)  // a function of the sequence, not of its index
+            table[i * width + j] = static_cast<int32_t>((j * 7 + 3 * seqs[i].seq_len) % nb);
+        }
+        std::vector<float> q = rng.floats(qsl.back() * hq * d, -2.0f, 2.0f);
+        const int64_t a_rows = seqs[a_index].q_len;
+        std::copy(qa.end() - a_rows * hq * d, qa.end(), q.begin() + qsl[a_index] * hq * d);
+        std::vector<float> out(q.size(), kNaN);
+        pagedllm::PagedAttentionParams p;
+        p.q = Tensor::contiguous(q.data(), DType::kFloat32, {qsl.back(), hq, d});
+        p.out = Tensor::contiguous(out.data(), DType::kFloat32, {qsl.back(), hq, d});
+        p.k_cache = kc.tensor();
+        p.v_cache = vc.tensor();
+        p.block_tables = Tensor::contiguous(table.data(), DType::kInt32, {b, width});
+        p.query_start_loc = Tensor::contiguous(qsl.data(), DType::kInt32, {b + 1});
+        p.seq_lens = Tensor::contiguous(lens.data(), DType::kInt32, {b});
+        p.scale = 0.125f;
+        backend->paged_attention(p);
+        const int64_t row = qsl[a_index + 1] - 1;
+        return std::vector<float>(out.begin() + row * hq * d, out.begin() + (row + 1) * hq * d);
+      };
+      std::vector<float> alone = run({{1, len_a}}, 0);
+      std::vector<float> batched = run({{5, 40}, {1, len_a}, {1, 700}, {3, 3}}, 1);
+      std::vector<float> tiled = run({{37, len_a}}, 0);
+      for (const std::vector<float>* other : {&batched, &tiled}) {
+        bool same = std::memcmp(alone.data(), other->data(), alone.size() * sizeof(float)) == 0;
+        if (!same)
+          PAGEDLLM_TEST_FAIL_(false, tag(isa, dname(dt)) + (other == &batched ? " batched" : " prefill tile") +
+                                         " row differs from the lone decode");
+      }
+    }
   }
 }
 

@@ -60,6 +60,11 @@ struct SiluAndMulParams {
 
 // Stores this step's K and V in the paged cache: token t goes to slot slot_mapping[t]
 // (block = slot / block_size, offset = slot % block_size). Slots < 0 are skipped.
+// KV cache layout: [num_blocks, num_kv_heads, block_size, D] elements; the order of the
+// block_size x D elements of one (block, head) slab is the backend's own, written by its
+// write_kv_cache and read by its paged_attention only (V: [block_size, D] on every backend; K:
+// [block_size, D] on CUDA/HIP, transposed [D, block_size] on the CPU). Ops that move whole
+// blocks (copy_blocks) do not care.
 struct WriteKvCacheParams {
   Tensor k;             // [T, num_kv_heads, D] activation
   Tensor v;             // [T, num_kv_heads, D] activation

@@ -1,5 +1,5 @@
 // Per-split math of paged attention for one ISA tier (included by attention_impl.h): scores of
-// one query vector against a block of keys, the online-softmax update that folds a split's
+// a tile of query vectors against a tile of key vectors, the online-softmax update that folds a split's
 // scores into the vector's running (max m, sum l, acc), and the weighted V accumulation over
 // the split's blocks. All float32.
 // kD is the head dim when known at compile time (constant key offsets), 0 for a run-time D.
@@ -20,46 +20,74 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline float fmax_of(float a, float b) { return a < b ? b : a; }
 
-// s[n0 + j] = scale * dot(q, k[n0 + j]) for j < kW, one key per lane (k float32 or bfloat16). Full: all kW keys
-// exist; else keys past `count` repeat the last key and their lanes are not stored.
-template <int kD, bool kFull, typename T>
-void qk_group(const float* q, const T* k, int64_t d_rt, int64_t n0, int64_t count, float scale,
-              float* s) {
+// Query vectors x key vectors per QK register tile: 4 x 4 accumulators of 32 zmm, or 2 x 4 of
+// 16 ymm (the K loads and a broadcast need registers too).
+constexpr int kQkTileQ = kW == 16 ? 4 : 2;
+constexpr int kQkTileK = 4;
+
+// Key vectors of a chunk: kW (or fewer, `lanes`) consecutive keys of one block, read from the
+// block's transposed K ([D, bs], see write_kv_cache): dim i of the vector's keys is at
+// kt + i * bs. Their scores go to s[off : off + lanes] of every query vector.
+template <typename T>
+struct KeyVector {
+  const T* kt;
+  int64_t off;
+  int lanes;
+};
+
+// s_t[kv_x.off + j] = scale * dot(q_t, key j of kv_x) for t < QT, x < KT, j < kv_x.lanes: one
+// key per lane, the dot an fma chain over i = 0 .. D-1 in order (no horizontal sums), so a
+// score does not depend on the tile it was computed in. kMasked: some vectors have fewer than
+// kW lanes (only their lanes are read and written).
+template <int kD, int QT, int KT, bool kMasked, typename T>
+void qk_tile(const float* const* q, float* const* s, const KeyVector<T>* kv, int64_t bs,
+             int64_t d_rt, float scale) {
   const int64_t d = kD ? kD : d_rt;
-  // Full groups address key j as kb + j * d (a constant offset when D is known at compile time).
-  const T* kb = k + n0 * d;
-  int64_t row[kW];
-  for (int j = 0; j < kW; ++j)
-    row[j] = kFull ? j * d : (std::min<int64_t>(n0 + j, count - 1) - n0) * d;
-  vf acc[kW];
-#pragma GCC unroll 16
-  for (int j = 0; j < kW; ++j) acc[j] = vzero();
-  int64_t i = 0;
-  for (; i + kW <= d; i += kW) {
-    vf qv = vload(q + i);
-#pragma GCC unroll 16
-    for (int j = 0; j < kW; ++j)
-      acc[j] = vfmadd(qv, vload(kb + (kFull ? j * d : row[j]) + i), acc[j]);
+  vf acc[QT][KT];
+#pragma GCC unroll 8
+  for (int t = 0; t < QT; ++t)
+#pragma GCC unroll 8
+    for (int x = 0; x < KT; ++x) acc[t][x] = vzero();
+  for (int64_t i = 0; i < d; ++i) {
+    vf k[KT];
+#pragma GCC unroll 8
+    for (int x = 0; x < KT; ++x)
+      k[x] = kMasked ? vload(kv[x].kt + i * bs, kv[x].lanes) : vload(kv[x].kt + i * bs);
+#pragma GCC unroll 8
+    for (int t = 0; t < QT; ++t) {
+      vf qi = vset1(q[t][i]);
+#pragma GCC unroll 8
+      for (int x = 0; x < KT; ++x) acc[t][x] = vfmadd(qi, k[x], acc[t][x]);
+    }
   }
-  if (i < d) {
-    int rem = static_cast<int>(d - i);
-    vf qv = vload(q + i, rem);
-    for (int j = 0; j < kW; ++j) acc[j] = vfmadd(qv, vload(kb + row[j] + i, rem), acc[j]);
-  }
-  vf sv = vmul(vsum_lanes(acc), vset1(scale));
-  if (kFull) {
-    vstore(s + n0, sv);
-  } else {
-    vstore(s + n0, sv, static_cast<int>(count - n0));
-  }
+  const vf sc = vset1(scale);
+#pragma GCC unroll 8
+  for (int t = 0; t < QT; ++t)
+#pragma GCC unroll 8
+    for (int x = 0; x < KT; ++x) {
+      if (kMasked) {
+        vstore(s[t] + kv[x].off, vmul(acc[t][x], sc), kv[x].lanes);
+      } else {
+        vstore(s[t] + kv[x].off, vmul(acc[t][x], sc));
+      }
+    }
 }
 
-// s[n] = scale * dot(q, k[n]) for n < count; k rows are d floats apart.
-template <int kD, typename T>
-void qk_scores(const float* q, const T* k, int64_t d, int64_t count, float scale, float* s) {
-  int64_t n = 0;
-  for (; n + kW <= count; n += kW) qk_group<kD, true>(q, k, d, n, count, scale, s);
-  if (n < count) qk_group<kD, false>(q, k, d, n, count, scale, s);
+// qk_tile for run-time counts nq <= kQkTileQ, nk <= kQkTileK.
+template <int kD, int QT, int KT, typename T>
+void qk_tile_any(int nq, int nk, bool masked, const float* const* q, float* const* s,
+                 const KeyVector<T>* kv, int64_t bs, int64_t d, float scale) {
+  if constexpr (QT > 1) {
+    if (nq < QT) return qk_tile_any<kD, QT - 1, KT>(nq, nk, masked, q, s, kv, bs, d, scale);
+  }
+  if constexpr (KT > 1) {
+    if (nk < KT) return qk_tile_any<kD, QT, KT - 1>(nq, nk, masked, q, s, kv, bs, d, scale);
+  }
+  if (masked) {
+    qk_tile<kD, QT, KT, true>(q, s, kv, bs, d, scale);
+  } else {
+    qk_tile<kD, QT, KT, false>(q, s, kv, bs, d, scale);
+  }
 }
 
 // acc[i0 : i0 + NB * kW] += sum over keys n < count of w[n] * V(n)[i0 : ...], where key n is

@@ -1,9 +1,12 @@
 // Paged attention for one ISA tier (included once by attention_<isa>.cc); see AttentionPlan in
 // cpu_kernels.h for the work decomposition. Invariants:
 //  - a unit visits each chunk of ~64 keys of its KV head for all its query vectors (the tile's
-//    rows x the group's query heads) in turn, so the chunk's K/V stay in L1; a bfloat16 split
-//    is widened to float32 once when enough vectors share it; P.V runs for kHeadTile query
-//    heads of a row at once (one V load per tile), bitwise equal to one head at a time;
+//    rows x the group's query heads) in turn, so the chunk's K/V stay in L1; scores come from
+//    register tiles of query vectors x key vectors on the transposed K of the cache; a bfloat16
+//    split is widened to float32 once when the vectors pass over it more than once; P.V runs
+//    for kHeadTile query heads of a row at once (one V load per tile);
+//  - every score is an fma chain over the head dim in order and every P.V element sums its
+//    keys in order, whatever the tile shapes, so a row's output does not depend on the batch;
 //  - each split keeps an online softmax (running max m, sum l, unnormalized acc) in float32;
 //    splits are merged in split order by combine(), identically in both execution modes, so
 //    the output does not depend on the thread count.
@@ -63,16 +66,21 @@ bool make_unit(const PagedAttentionParams& p, const AttentionPlan& plan, int64_t
   return true;
 }
 
-// Query vectors of a unit from which a bfloat16 split is widened to float32 once (see below).
-constexpr int64_t kWidenMinVectors = 2;
-// Keys per softmax chunk: K and V of a chunk (2 x 64 x D floats) stay in L1 for all vectors.
-constexpr int64_t kChunkKeys = 64;
+// Prefetches the cache lines of n elements at p into L1.
+template <typename T>
+inline void prefetch_lines(const T* p, int64_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(c + b, _MM_HINT_T0);
+}
 
-// Computes split `split` of unit u into out, chunk by chunk of ~kChunkKeys keys: per query
-// vector, the scores of its visible keys in the chunk, one softmax update, then P.V (per tile of
-// kHeadTile heads when the chunk fits [kHeadTile, kChunkKeys] scores). A bfloat16 split is
-// widened to float32 once when the unit has kWidenMinVectors vectors or more, else read as
-// bfloat16 (same values either way). work: thread scratch past the partials.
+// Computes split `split` of unit u into out, chunk by chunk of plan.chunk_blocks blocks
+// (~kAttnChunkKeys keys, whose K and V stay in L1 for all the unit's vectors): the scores of
+// every query vector that sees the chunk in QK register tiles (query vectors x key vectors,
+// K read transposed, see write_kv_cache), then per row one softmax update per vector and P.V
+// for kHeadTile heads at once (one V load per tile).
+// A bfloat16 split is widened to float32 once when the unit's vectors pass over it more than
+// once (more than one QK query tile), else read as bfloat16 and widened in registers (same
+// values either way). work: thread scratch past the partials.
 template <typename C, int kD>
 void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, const Unit& u,
                   int64_t split, Partial out, float* work) {
@@ -84,67 +92,91 @@ void attend_split(const PagedAttentionParams& p, const AttentionPlan& plan, cons
     for (int64_t i = 0; i < d; ++i) out.acc[v * d + i] = 0.0f;
   }
   const int64_t split_keys = plan.blocks_per_split * bs;
-  float* scores = work;                                 // [split_keys]
-  float* kbuf = scores + (split_keys + 15) / 16 * 16;   // [split_keys, D] (bfloat16 caches)
-  float* vbuf = kbuf + (split_keys * d + 15) / 16 * 16;  // [split_keys, D] (bfloat16 caches)
+  const int64_t ck = plan.chunk_blocks * bs;  // score slots per vector
+  float* scores = work;                                                // [nv, ck]
+  float* kbuf = scores + (plan.vectors_per_tile * ck + 15) / 16 * 16;  // [blocks, D, bs]
+  float* vbuf = kbuf + (split_keys * d + 15) / 16 * 16;                // [blocks, bs, D]
   const int32_t* table = p.block_tables.ptr<int32_t>() + u.b * p.block_tables.stride[0];
   const int64_t last_pos = u.pos0 + u.rows - 1;
   const int64_t blk_begin = split * plan.blocks_per_split;
   const int64_t blk_end = std::min(blk_begin + plan.blocks_per_split, last_pos / bs + 1);
   const int64_t key_begin = blk_begin * bs;
-  auto cache_offset = [&](int64_t j) {  // block j of the split, [bs, D] in the cache
+  const int64_t key_end = std::min(u.seq_len, blk_end * bs);
+  auto cache_offset = [&](int64_t j) {  // block j of the split: [D, bs] of K, [bs, D] of V
     return ((static_cast<int64_t>(table[blk_begin + j]) * plan.num_kv_heads + u.g) * bs) * d;
   };
-  // Widening costs ~3 ops per 16 values once; reading bfloat16 costs ~2 extra per 16 values per
-  // vector: widen when two or more vectors share the split.
-  const bool widen = !std::is_same<C, float>::value && nv >= kWidenMinVectors;
+  const bool widen = !std::is_same<C, float>::value && nv > kQkTileQ;
   if (widen) {
     for (int64_t j = 0; j < blk_end - blk_begin; ++j) {
       int64_t nk = std::min(bs, u.seq_len - key_begin - j * bs);
-      block_rows<C>(p.k_cache.ptr<C>() + cache_offset(j), kbuf + j * bs * d, nk * d);
+      block_rows<C>(p.k_cache.ptr<C>() + cache_offset(j), kbuf + j * bs * d, bs * d);
       block_rows<C>(p.v_cache.ptr<C>() + cache_offset(j), vbuf + j * bs * d, nk * d);
     }
   }
-  // Chunks of whole blocks (~kChunkKeys keys): every vector of the unit passes over a chunk
-  // while its K/V are in L1; one softmax update per vector and chunk.
-  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkKeys / bs);
-  alignas(64) float tile_scores[kHeadTile * kChunkKeys];  // [kHeadTile, kChunkKeys]
+  auto query = [&](int64_t v) {  // query vector v = (row v / group, head v % group)
+    return p.q.ptr<float>() + (u.token0 + v / group) * p.q.stride[0] +
+           (u.g * group + v % group) * p.q.stride[1];
+  };
   auto run = [&](auto kblock, auto vblock) {
-    const int64_t key_end = std::min(u.seq_len, blk_end * bs);
-    for (int64_t j0 = 0; j0 < blk_end - blk_begin; j0 += chunk_blocks) {
-      const int64_t c0 = j0 * bs;  // chunk start, relative to key_begin
-      auto vchunk = [&](int64_t j) { return vblock(j0 + j); };
-      for (int64_t r = 0; r < u.rows; ++r) {
-        const int64_t visible = std::min(key_end, u.pos0 + r + 1) - key_begin;
-        const int64_t count = std::min(visible, c0 + chunk_blocks * bs) - c0;  // keys in chunk
-        if (count <= 0) continue;
-        const float* qrow = p.q.ptr<float>() + (u.token0 + r) * p.q.stride[0];
-        int64_t gh = 0;
-        // kHeadTile heads at a time: scores and softmax update per head, then one P.V tile.
-        if (chunk_blocks * bs <= kChunkKeys) {
-          for (; gh + kHeadTile <= group; gh += kHeadTile) {
-            float* accs[kHeadTile];
-            const float* ws[kHeadTile];
-            for (int h = 0; h < kHeadTile; ++h) {
-              const int64_t v = r * group + gh + h;
-              const float* q = qrow + (u.g * group + gh + h) * p.q.stride[1];
-              float* s = tile_scores + h * kChunkKeys;
-              for (int64_t n0 = 0, j = j0; n0 < count; n0 += bs, ++j)
-                qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, s + n0);
-              softmax_update(s, count, d, out.acc + v * d, out.m + v, out.l + v);
-              accs[h] = out.acc + v * d;
-              ws[h] = s;
-            }
-            pv_accumulate_heads<kD>(accs, ws, count, bs, d, vchunk);
+    using T = std::remove_cv_t<std::remove_pointer_t<decltype(kblock(0))>>;
+    for (int64_t j0 = 0; j0 < blk_end - blk_begin; j0 += plan.chunk_blocks) {
+      const int64_t cb = std::min(plan.chunk_blocks, blk_end - blk_begin - j0);
+      const int64_t c0 = key_begin + j0 * bs;  // the chunk's first key
+      auto count_of = [&](int64_t r) {  // keys of the chunk row r sees
+        return std::min(std::min(key_end, u.pos0 + r + 1), c0 + cb * bs) - c0;
+      };
+      int64_t r_first = 0;  // rows see more keys as r grows
+      while (r_first < u.rows && count_of(r_first) <= 0) ++r_first;
+      if (r_first == u.rows) break;  // later chunks are further right
+      const int64_t max_count = count_of(u.rows - 1);
+      // The next chunk's K and V blocks are scattered in memory (paged): fetch them into L1
+      // while this chunk computes (a decode reads each K/V element once, from memory).
+      for (int64_t j = j0 + cb; j < std::min(j0 + cb + plan.chunk_blocks, blk_end - blk_begin); ++j) {
+        prefetch_lines(kblock(j), bs * d);
+        prefetch_lines(vblock(j), bs * d);
+      }
+      // Scores of vectors [r_first * group, nv) for keys [0, max_count) of the chunk.
+      KeyVector<T> kv[kQkTileK];
+      int nk = 0;
+      auto flush = [&]() {
+        const bool masked = bs % kW != 0;
+        for (int64_t v0 = r_first * group; v0 < nv; v0 += kQkTileQ) {
+          const int nq = static_cast<int>(std::min<int64_t>(kQkTileQ, nv - v0));
+          const float* q[kQkTileQ];
+          float* s[kQkTileQ];
+          for (int t = 0; t < nq; ++t) {
+            q[t] = query(v0 + t);
+            s[t] = scores + (v0 + t) * ck;
           }
+          qk_tile_any<kD, kQkTileQ, kQkTileK>(nq, nk, masked, q, s, kv, bs, d, p.scale);
+        }
+        nk = 0;
+      };
+      for (int64_t jj = 0; jj < cb; ++jj)
+        for (int64_t lo = 0; lo < bs && jj * bs + lo < max_count; lo += kW) {
+          kv[nk++] = {kblock(j0 + jj) + lo, jj * bs + lo, static_cast<int>(std::min<int64_t>(kW, bs - lo))};
+          if (nk == kQkTileK) flush();
+        }
+      if (nk > 0) flush();
+      auto vchunk = [&](int64_t j) { return vblock(j0 + j); };
+      for (int64_t r = r_first; r < u.rows; ++r) {
+        const int64_t count = count_of(r);
+        int64_t gh = 0;
+        for (; gh + kHeadTile <= group; gh += kHeadTile) {
+          float* accs[kHeadTile];
+          const float* ws[kHeadTile];
+          for (int h = 0; h < kHeadTile; ++h) {
+            const int64_t v = r * group + gh + h;
+            softmax_update(scores + v * ck, count, d, out.acc + v * d, out.m + v, out.l + v);
+            accs[h] = out.acc + v * d;
+            ws[h] = scores + v * ck;
+          }
+          pv_accumulate_heads<kD>(accs, ws, count, bs, d, vchunk);
         }
         for (; gh < group; ++gh) {
           const int64_t v = r * group + gh;
-          const float* q = qrow + (u.g * group + gh) * p.q.stride[1];
-          for (int64_t n0 = 0, j = j0; n0 < count; n0 += bs, ++j)
-            qk_scores<kD>(q, kblock(j), d, std::min(bs, count - n0), p.scale, scores + n0);
-          softmax_update(scores, count, d, out.acc + v * d, out.m + v, out.l + v);
-          pv_accumulate<kD>(out.acc + v * d, scores, count, bs, d, vchunk);
+          softmax_update(scores + v * ck, count, d, out.acc + v * d, out.m + v, out.l + v);
+          pv_accumulate<kD>(out.acc + v * d, scores + v * ck, count, bs, d, vchunk);
         }
       }
     }

@@ -14,6 +14,7 @@ constexpr int64_t kLinearMinTileRows = 64;  // activation rows per sgemm tile, a
 constexpr int64_t kLinearTargetTiles = 32;  // enough tiles to feed a large machine
 constexpr int64_t kAttnTileVectors = 32;  // query vectors (rows x group heads) per unit
 constexpr int64_t kAttnSplitKeys = 512;   // keys per split
+constexpr int64_t kAttnChunkKeys = 64;    // keys per softmax chunk
 constexpr int64_t kAttnPartialCapFloats = int64_t{8} << 20;  // split-parallel storage cap
 constexpr int64_t kMinTaskElements = 16384;  // element-wise ops: smallest chunk per thread
 
@@ -64,6 +65,7 @@ AttentionPlan plan_attention(const PagedAttentionParams& p, int num_threads) {
   plan.rows_per_tile = std::max<int64_t>(1, kAttnTileVectors / plan.group);
   plan.vectors_per_tile = plan.rows_per_tile * plan.group;
   plan.blocks_per_split = std::max<int64_t>(1, kAttnSplitKeys / plan.block_size);
+  plan.chunk_blocks = std::min(plan.blocks_per_split, std::max<int64_t>(1, kAttnChunkKeys / plan.block_size));
 
   const int32_t* qsl = p.query_start_loc.ptr<int32_t>();
   const int32_t* seq_lens = p.seq_lens.ptr<int32_t>();
@@ -82,7 +84,8 @@ AttentionPlan plan_attention(const PagedAttentionParams& p, int num_threads) {
   int64_t d = plan.head_dim;
   plan.partial_floats = round_up(v * (d + 2), 16);
   const int64_t split_keys = plan.blocks_per_split * plan.block_size;
-  plan.thread_scratch_floats = 2 * plan.partial_floats + round_up(split_keys, 16) +
+  // partials, the chunk's scores [vectors, chunk keys], widened K and V of a split
+  plan.thread_scratch_floats = 2 * plan.partial_floats + round_up(v * plan.chunk_blocks * plan.block_size, 16) +
                                2 * round_up(split_keys * d, 16);
   int64_t split_items = plan.num_seqs * plan.max_tiles * plan.max_splits * plan.num_kv_heads;
   int64_t partial_total = split_items * plan.partial_floats;

@@ -63,6 +63,7 @@ struct AttentionPlan {
   int64_t rows_per_tile = 0;
   int64_t vectors_per_tile = 0;  // rows_per_tile * group
   int64_t blocks_per_split = 0;
+  int64_t chunk_blocks = 0;  // blocks per softmax chunk (~64 keys; K/V of a chunk stay in L1)
   int64_t max_tiles = 0;   // max over b of ceil(q_len_b / rows_per_tile)
   int64_t max_splits = 0;  // max over b of ceil(ceil(seq_len_b / block_size) / blocks_per_split)
   bool split_parallel = false;

@@ -1,6 +1,9 @@
 // write_kv_cache, AVX2: copies this step's K and V rows (float32) into their cache slots,
 // rounding to bfloat16 (nearest even) for a bfloat16 cache. Slots < 0 are skipped; slots were
 // range-checked by the backend. Tokens are split over threads (slots are distinct).
+// Layout of a (block, KV head) slab of bs x D elements: V is [bs, D] (a key's values are
+// adjacent), K is transposed, [D, bs] (dim i of the block's keys is adjacent), so attention
+// computes bs scores with vector FMAs and no horizontal sums (attention_block.h).
 #include <algorithm>
 #include <functional>
 
@@ -13,6 +16,8 @@ namespace cpu {
 
 namespace {
 
+constexpr int64_t kMaxHeadDim = 256;  // K elements converted per pass
+
 template <typename C>
 void write_tokens(const WriteKvCacheParams& p, int64_t t0, int64_t t1) {
   int64_t heads = p.k_cache.shape[1];
@@ -22,11 +27,18 @@ void write_tokens(const WriteKvCacheParams& p, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     int64_t slot = slots[t];
     if (slot < 0) continue;
-    int64_t base = ((slot / block_size) * heads * block_size + slot % block_size) * d;
+    const int64_t in_block = slot % block_size;
     for (int64_t h = 0; h < heads; ++h) {
-      int64_t off = base + h * block_size * d;
-      vconvert(p.k.ptr<float>() + t * p.k.stride[0] + h * p.k.stride[1], p.k_cache.ptr<C>() + off, d);
-      vconvert(p.v.ptr<float>() + t * p.v.stride[0] + h * p.v.stride[1], p.v_cache.ptr<C>() + off, d);
+      const int64_t slab = ((slot / block_size) * heads + h) * block_size * d;
+      vconvert(p.v.ptr<float>() + t * p.v.stride[0] + h * p.v.stride[1],
+               p.v_cache.ptr<C>() + slab + in_block * d, d);
+      C row[kMaxHeadDim];
+      for (int64_t i0 = 0; i0 < d; i0 += kMaxHeadDim) {  // K: one column of [D, bs]
+        const int64_t n = std::min(kMaxHeadDim, d - i0);
+        vconvert(p.k.ptr<float>() + t * p.k.stride[0] + h * p.k.stride[1] + i0, row, n);
+        C* col = p.k_cache.ptr<C>() + slab + i0 * block_size + in_block;
+        for (int64_t i = 0; i < n; ++i) col[i * block_size] = row[i];
+      }
     }
   }
 }

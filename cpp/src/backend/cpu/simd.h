@@ -29,17 +29,6 @@ namespace pagedllm {
 namespace cpu {
 namespace {
 
-// Transposed sum of 8 ymm: lane j of the result is the sum of a[j].
-inline __m256 sum8_ymm(const __m256* a) {
-  __m256 t0 = _mm256_hadd_ps(a[0], a[1]);  // [a0:01 a0:23 a1:01 a1:23 | a0:45 a0:67 a1:45 a1:67]
-  __m256 t1 = _mm256_hadd_ps(a[2], a[3]);
-  __m256 t2 = _mm256_hadd_ps(a[4], a[5]);
-  __m256 t3 = _mm256_hadd_ps(a[6], a[7]);
-  __m256 u0 = _mm256_hadd_ps(t0, t1);  // [a0:0-3 a1:0-3 a2:0-3 a3:0-3 | a0:4-7 .. a3:4-7]
-  __m256 u1 = _mm256_hadd_ps(t2, t3);  // [a4:0-3 .. a7:0-3 | a4:4-7 .. a7:4-7]
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
 #if defined(__AVX512F__)
 
 using vf = __m512;
@@ -92,14 +81,6 @@ inline vf vexp2i(vf n) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
 }
-// Transposed sum of kW vectors: lane j of the result is the sum of a[j].
-inline vf vsum_lanes(const vf* a) {
-  __m256 f[16];
-  for (int j = 0; j < 16; ++j)
-    f[j] = _mm256_add_ps(_mm512_castps512_ps256(a[j]), _mm512_extractf32x8_ps(a[j], 1));
-  return _mm512_insertf32x8(_mm512_castps256_ps512(sum8_ymm(f)), sum8_ymm(f + 8), 1);
-}
-
 #else
 
 using vf = __m256;
@@ -166,7 +147,6 @@ inline vf vexp2i(vf n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
-inline vf vsum_lanes(const vf* a) { return sum8_ymm(a); }
 
 #endif
 
