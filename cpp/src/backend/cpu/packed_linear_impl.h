@@ -64,11 +64,19 @@ struct PackedArgs {
   int64_t m, n, k, panels;
 };
 
-// Rows [m0, m0 + MR) x panels [p, p + NP). kPrefetch: also prefetches panels [p + NP, p + 2NP)
-// into L2 at the pace they will be read, so the next tile's weights stream from memory while
-// this one computes (one weight stream alone is latency bound).
+// Which of the T row tiles over the same panels this is: tile t prefetches the k rows
+// r = t (mod T) of the next panels, so the T tiles fetch them once between them, spread over
+// the whole time the current panels compute (the first tile alone asked for them faster than
+// memory delivers: fp32 decode at M = 32 ran its first tile 2.4x slower than the others).
+struct PrefetchShare {
+  int64_t t = 0, T = 1;
+};
+
+// Rows [m0, m0 + MR) x panels [p, p + NP). kPrefetch: also prefetches its share of panels
+// [p + NP, p + 2NP) into L2, so the next panels' weights stream from memory while these
+// compute (one weight stream alone is latency bound).
 template <int MR, int NP, typename W, bool kPrefetch>
-void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
+void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, PrefetchShare share) {
   constexpr int NV = NP * kPV;
   const W* w = static_cast<const W*>(a.w) + p * a.k * kPanelCols;
   const int64_t panel_stride = a.k * kPanelCols;
@@ -80,8 +88,10 @@ void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
     for (int v = 0; v < NV; ++v) acc[mi][v] = vzero();
   constexpr int kLines = static_cast<int>(kPanelCols * sizeof(W) / 64);  // cache lines per k
   const char* pf = reinterpret_cast<const char*>(w + NP * panel_stride);
+  int64_t next_pf = share.t;
   for (int64_t kk = 0; kk < a.k; ++kk) {
-    if (kPrefetch) {
+    if (kPrefetch && kk == next_pf) {  // this tile's share of the next panels' k rows
+      next_pf += share.T;
 #pragma GCC unroll 4
       for (int q = 0; q < NP; ++q)
 #pragma GCC unroll 2
@@ -119,34 +129,34 @@ void packed_tile(const PackedArgs& a, int64_t m0, int64_t p) {
   }
 }
 
-// Rows [m0, m0 + MR) x panels [p0, p1); prefetch: the first row tile over these panels.
+// Rows [m0, m0 + MR) x panels [p0, p1), row tile `share` of the tiles over these panels.
 template <int MR, typename W>
-void packed_rows(const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, bool prefetch) {
+void packed_rows(const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, PrefetchShare share) {
   constexpr int NP = tile_panels<MR>();
   int64_t p = p0;
   for (; p + NP <= p1; p += NP) {
-    if (prefetch && p + 2 * NP <= a.panels) {
-      packed_tile<MR, NP, W, true>(a, m0, p);
+    if (p + 2 * NP <= a.panels) {
+      packed_tile<MR, NP, W, true>(a, m0, p, share);
     } else {
-      packed_tile<MR, NP, W, false>(a, m0, p);
+      packed_tile<MR, NP, W, false>(a, m0, p, share);
     }
   }
   for (; p < p1; ++p) {
-    if (prefetch && p + 2 <= a.panels) {
-      packed_tile<MR, 1, W, true>(a, m0, p);
+    if (p + 2 <= a.panels) {
+      packed_tile<MR, 1, W, true>(a, m0, p, share);
     } else {
-      packed_tile<MR, 1, W, false>(a, m0, p);
+      packed_tile<MR, 1, W, false>(a, m0, p, share);
     }
   }
 }
 
 // packed_rows for a run-time row count r in [1, MR].
 template <int MR, typename W>
-void packed_rows_any(int r, const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, bool prefetch) {
+void packed_rows_any(int r, const PackedArgs& a, int64_t m0, int64_t p0, int64_t p1, PrefetchShare share) {
   if constexpr (MR > 1) {
-    if (r < MR) return packed_rows_any<MR - 1, W>(r, a, m0, p0, p1, prefetch);
+    if (r < MR) return packed_rows_any<MR - 1, W>(r, a, m0, p0, p1, share);
   }
-  packed_rows<MR, W>(a, m0, p0, p1, prefetch);
+  packed_rows<MR, W>(a, m0, p0, p1, share);
 }
 
 template <int MR>
@@ -171,7 +181,7 @@ void packed_block(const PackedArgs& a, int64_t m0, int64_t m1, int64_t p0, int64
     int64_t r0 = m0;
     for (int64_t t = 0; t < tiles; ++t) {
       const int r = static_cast<int>(rows / tiles + (t < rows % tiles ? 1 : 0));
-      packed_rows_any<kMaxTileRows, W>(r, a, r0, p, pe, t == 0);
+      packed_rows_any<kMaxTileRows, W>(r, a, r0, p, pe, PrefetchShare{t, tiles});
       r0 += r;
     }
   }
