@@ -2,7 +2,6 @@
 // dispatches to the kernels of the active ISA tier. See cpu_backend.h for the invariants.
 #include "backend/cpu/cpu_backend.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,50 +84,18 @@ size_t CpuBackend::default_kv_cache_bytes() const {
   return std::min(kCap, static_cast<size_t>(pages) * static_cast<size_t>(page_size) / 4);
 }
 
-namespace {
-
-constexpr size_t kHugePage = size_t{2} << 20;
-
-// Stored in the 16 bytes below every pointer allocate() hands out.
-struct AllocHeader {
-  void* raw;          // what to release
-  size_t mmap_bytes;  // 0: raw came from calloc, else the length of the mapping
-};
-
-}  // namespace
-
-// Zeroed, 64-byte aligned memory. Buffers of 2 MiB or more (KV cache, packed weights, the
-// activation workspace) are their own anonymous mapping, 2 MiB aligned and marked for
-// transparent huge pages: attention reads KV blocks scattered over the whole cache and the GEMM
-// streams weight panels, and with 4 KiB pages nearly every block or panel is a TLB miss (and a
-// page fault when first touched). Smaller ones come from calloc.
+// calloc (large blocks come from mmap, already zero) with the block start stored just below
+// the 64-byte aligned address handed out.
 void* CpuBackend::allocate(size_t nbytes) {
-  constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
-  if (nbytes + kHeader >= kHugePage) {
-    const size_t total = nbytes + kHeader + kHugePage;
-    void* raw = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return nullptr;
-    uintptr_t base = (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1);
-    madvise(reinterpret_cast<void*>(base), total - (base - reinterpret_cast<uintptr_t>(raw)), MADV_HUGEPAGE);
-    void* data = reinterpret_cast<void*>(base + kHeader);
-    reinterpret_cast<AllocHeader*>(data)[-1] = {raw, total};
-    return data;
-  }
-  void* raw = std::calloc(1, nbytes + kHeader);
+  void* raw = std::calloc(1, nbytes + 64);
   if (raw == nullptr) return nullptr;
-  void* data = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kHeader) & ~uintptr_t{63});
-  reinterpret_cast<AllocHeader*>(data)[-1] = {raw, 0};
-  return data;
+  uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + 64) & ~uintptr_t{63};
+  reinterpret_cast<void**>(aligned)[-1] = raw;
+  return reinterpret_cast<void*>(aligned);
 }
 
 void CpuBackend::deallocate(void* data) {
-  if (data == nullptr) return;
-  const AllocHeader h = static_cast<AllocHeader*>(data)[-1];
-  if (h.mmap_bytes != 0) {
-    munmap(h.raw, h.mmap_bytes);
-  } else {
-    std::free(h.raw);
-  }
+  if (data != nullptr) std::free(static_cast<void**>(data)[-1]);
 }
 
 void CpuBackend::copy_to_device(void* dst, const void* src_host, size_t nbytes) {
