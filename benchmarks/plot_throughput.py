@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "pagedllm-bench"))
+    p.add_argument("--core-dir", help="pagedllm package directory to import instead of the installed one")
     p.add_argument("-o", "--output", default="throughput_vs_concurrency.png")
     p.add_argument("--json", help="write the numbers here (default: the PNG path with .json)")
     p.add_argument("--from-json", help="only plot these numbers")
@@ -67,7 +68,7 @@ def measure(args) -> dict:
         run_args = argparse.Namespace(
             dtype=args.dtype, num_threads=args.num_threads, hf_batch_sizes=str(c), repeat=1, rounds=args.rounds,
             llamacpp_parallel=str(c), llamacpp_n_batch=512, llamacpp_kv_type="model", llamacpp_flash_attn="off",
-            llamacpp_kv_unified=False, b1_output_len=0, gemm_size=0, max_num_seqs=c)
+            llamacpp_kv_unified=False, b1_output_len=0, gemm_size=0, max_num_seqs=c, core_dir=args.core_dir)
         runs, _ = throughput.run_all(run_args, model_dir, workload, {"b1_prompt": [], "prefill": []}, engines,
                                      log=lambda s, c=c: print(f"c={c}{s}", flush=True))
         n_out = n * args.output_len
