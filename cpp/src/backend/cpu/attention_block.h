@@ -1,7 +1,7 @@
 // Per-split math of paged attention for one ISA tier (included by attention_impl.h): scores of
-// a tile of query vectors against a tile of key vectors, the online-softmax update that folds a split's
-// scores into the vector's running (max m, sum l, acc), and the weighted V accumulation over
-// the split's blocks. All float32.
+// a tile of query vectors against a tile of key vectors, the online-softmax update that folds
+// a chunk's scores into a vector's running (max m, sum l, acc), and the weighted V accumulation
+// over the chunk's blocks. All float32.
 // kD is the head dim when known at compile time (constant key offsets), 0 for a run-time D.
 #pragma once
 
