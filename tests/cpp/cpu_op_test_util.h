@@ -26,6 +26,7 @@ using pagedllm::DType;
 using pagedllm::Tensor;
 using pagedllm::cpu::Isa;
 using cpu_test::bits_of;
+using cpu_test::float_of;
 using cpu_test::IsaScope;
 using cpu_test::make_backend;
 using cpu_test::supported_isas;
@@ -52,11 +53,6 @@ struct Rng {
   }
 };
 
-inline float float_of(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
 
 // Reference float -> bfloat16: picks the nearer of the two neighbouring bfloat16 values
 // (ties to the even one), by comparing distances in double.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/float_convert.h"
 #include "backend/cpu/isa.h"
 
 namespace cpu_test {
@@ -36,10 +37,7 @@ inline std::unique_ptr<pagedllm::Backend> make_backend(int threads) {
   return b;
 }
 
-inline uint32_t bits_of(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
+inline uint32_t bits_of(float f) { return pagedllm::cpu::float_to_bits(f); }
+inline float float_of(uint32_t b) { return pagedllm::cpu::bits_to_float(b); }
 
 }  // namespace cpu_test

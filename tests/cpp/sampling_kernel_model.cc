@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/float_convert.h"
 #include "sample/sampler.h"
 
 namespace pagedllm {
@@ -14,21 +15,14 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-uint32_t float_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-float bits_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
+using cpu::bits_to_float;
+using cpu::float_to_bits;
+
 uint32_t order_key(float x) {
-  const uint32_t b = float_bits(x == 0.0f ? 0.0f : x);
+  const uint32_t b = float_to_bits(x == 0.0f ? 0.0f : x);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
-float key_value(uint32_t k) { return bits_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k); }
+float key_value(uint32_t k) { return bits_to_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k); }
 
 int argmax(const std::vector<float>& x) {
   int best = -1;
@@ -51,7 +45,7 @@ int select_crossing(const std::vector<float>& p, double target, bool inclusive, 
   if (!passes(total)) {
     key = 0xffffffffu;
     for (float v : p) {
-      if (float_bits(v) != 0) key = std::min(key, float_bits(v));
+      if (float_to_bits(v) != 0) key = std::min(key, float_to_bits(v));
     }
     rank = -1;
   } else {
@@ -60,7 +54,7 @@ int select_crossing(const std::vector<float>& p, double target, bool inclusive, 
       if (candidate > 0x3f800000u) continue;
       double s = 0.0;
       for (float v : p) {
-        if (float_bits(v) >= candidate) s += v;
+        if (float_to_bits(v) >= candidate) s += v;
       }
       if (passes(s)) key = candidate;
     }
@@ -68,12 +62,12 @@ int select_crossing(const std::vector<float>& p, double target, bool inclusive, 
   double above = 0.0;
   int num_equal = 0;
   for (float v : p) {
-    if (float_bits(v) > key) above += v;
-    num_equal += float_bits(v) == key;
+    if (float_to_bits(v) > key) above += v;
+    num_equal += float_to_bits(v) == key;
   }
   if (num_equal == 0) return -1;
   if (rank == 0 && num_equal > 1) {
-    const double weight = bits_float(key);
+    const double weight = bits_to_float(key);
     const double q = std::ceil((target - above) / weight) - 1.0;
     int64_t j = q <= 0.0 ? 0 : (q >= num_equal - 1 ? num_equal - 1 : static_cast<int64_t>(q));
     while (j > 0 && passes(above + static_cast<double>(j) * weight)) --j;
@@ -83,7 +77,7 @@ int select_crossing(const std::vector<float>& p, double target, bool inclusive, 
   if (rank < 0) rank = num_equal - 1;
   *bits = key;
   for (int i = 0, seen = 0; i < n; ++i) {
-    if (float_bits(p[i]) == key && seen++ == rank) return i;
+    if (float_to_bits(p[i]) == key && seen++ == rank) return i;
   }
   return -1;
 }
@@ -142,7 +136,7 @@ int model_kernel(const float* logits, int n, const SampleRowParams& row, const i
         const int last = select_crossing(w, static_cast<double>(row.top_p) * total, true, total, &bits);
         total = 0.0;
         for (int i = 0; i < n; ++i) {
-          const uint32_t b = float_bits(w[i]);
+          const uint32_t b = float_to_bits(w[i]);
           if (b < bits || (b == bits && i > last)) w[i] = 0.0f;
           total += w[i];
         }

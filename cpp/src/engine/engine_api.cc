@@ -2,23 +2,37 @@
 // (and out-of-memory) into Status values, so none crosses the public API.
 #include <new>
 #include <stdexcept>
+#include <string>
 
 #include "engine/engine_impl.h"
 
 namespace pagedllm {
 
-Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
-  auto impl = std::make_unique<EngineImpl>();
+namespace {
+
+// f() with every exception turned into a Status: kResourceExhausted for running out of memory
+// when `oom` names the operation ("while creating the engine"), else kInternal (a bug).
+template <typename F>
+auto to_status(const char* oom, F&& f) -> decltype(f()) {
   try {
-    Status status = impl->init(config);
-    if (!status.ok()) return status;
+    return f();
   } catch (const OutOfMemoryError& e) {
-    return Status(StatusCode::kResourceExhausted, e.what());
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kResourceExhausted, "out of memory while creating the engine");
+    if (oom != nullptr) return Status(StatusCode::kResourceExhausted, e.what());
+    return Status(StatusCode::kInternal, e.what());
+  } catch (const std::bad_alloc& e) {
+    if (oom != nullptr) return Status(StatusCode::kResourceExhausted, std::string("out of memory ") + oom);
+    return Status(StatusCode::kInternal, e.what());
   } catch (const std::exception& e) {
     return Status(StatusCode::kInternal, e.what());
   }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
+  auto impl = std::make_unique<EngineImpl>();
+  Status status = to_status("while creating the engine", [&] { return impl->init(config); });
+  if (!status.ok()) return status;
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
@@ -27,42 +41,26 @@ Engine::~Engine() = default;
 
 Status Engine::add_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
                            const SamplingParams& params) {
-  try {
-    return impl_->add_request(request_id, std::move(prompt_token_ids), params);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
+  return to_status(nullptr, [&] { return impl_->add_request(request_id, std::move(prompt_token_ids), params); });
 }
 
 Status Engine::add_parallel_requests(const std::vector<std::string>& request_ids,
                                      std::vector<int32_t> prompt_token_ids,
                                      const std::vector<SamplingParams>& params) {
-  try {
+  return to_status(nullptr, [&] {
     return impl_->add_requests(request_ids, std::move(prompt_token_ids), params, /*group=*/true);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
+  });
 }
 
 Status Engine::add_beam_search_request(const std::string& request_id, std::vector<int32_t> prompt_token_ids,
                                       const BeamSearchParams& params) {
-  try {
+  return to_status(nullptr, [&] {
     return impl_->add_beam_search_request(request_id, std::move(prompt_token_ids), params);
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
+  });
 }
 
 Result<std::vector<RequestOutput>> Engine::step() {
-  try {
-    return impl_->step();
-  } catch (const OutOfMemoryError& e) {
-    return Status(StatusCode::kResourceExhausted, e.what());
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kResourceExhausted, "out of memory during step()");
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
+  return to_status("during step()", [&] { return impl_->step(); });
 }
 
 bool Engine::abort_request(const std::string& request_id) { return impl_->abort_request(request_id); }

@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 
+#include "backend/cpu/float_convert.h"
 #include "gpu_test.h"
 
 namespace pagedllm_test {
@@ -13,17 +14,8 @@ using pagedllm::DType;
 
 namespace {
 
-uint32_t bits_of(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
-
-float float_of(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
+using pagedllm::cpu::bits_to_float;
+using pagedllm::cpu::float_to_bits;
 
 bool is_float(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16; }
 
@@ -53,16 +45,16 @@ const std::vector<DType>& float_dtypes() {
 }
 
 uint16_t float_to_bf16_bits(float f) {
-  uint32_t b = bits_of(f);
+  uint32_t b = float_to_bits(f);
   if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40u);
   b += 0x7fffu + ((b >> 16) & 1u);
   return static_cast<uint16_t>(b >> 16);
 }
 
-float bf16_bits_to_float(uint16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
+float bf16_bits_to_float(uint16_t h) { return bits_to_float(static_cast<uint32_t>(h) << 16); }
 
 uint16_t float_to_half_bits(float f) {
-  const uint32_t b = bits_of(f);
+  const uint32_t b = float_to_bits(f);
   const auto sign = static_cast<uint16_t>((b >> 16) & 0x8000u);
   const uint32_t a = b & 0x7fffffffu;
   if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
@@ -73,7 +65,7 @@ uint16_t float_to_half_bits(float f) {
   }
   // Subnormal half: units of 2^-24, round to nearest even (the default rounding mode);
   // 1024 units is the smallest normal, which is also its encoding.
-  const float units = std::nearbyint(float_of(a) * 16777216.0f);
+  const float units = std::nearbyint(bits_to_float(a) * 16777216.0f);
   return static_cast<uint16_t>(sign | static_cast<uint16_t>(units));
 }
 
